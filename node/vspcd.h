@@ -1,0 +1,757 @@
+/*
+ * Copyright (c) 2026 The vspcd authors
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * vspcd private header: every structure and every non-static function of
+ * the daemon, grouped by the file that defines it.
+ *
+ * Objects (see the design notes in README.md):
+ *   struct vmconn  - one TCP connection from an ESXi host;
+ *   struct console - one VM serial port (VC UUID plus optional label),
+ *                    outlives its connections;
+ *   struct client  - one person's session on a console.
+ * Everything runs on one libevent event_base, single-threaded.  No object
+ * is freed inside its own callback: teardown is queued and done by
+ * server_reap() at the end of the loop turn.
+ */
+
+#ifndef VSPCD_H
+#define VSPCD_H
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <event2/buffer.h>
+
+
+#define VSPCD_VERSION		PACKAGE_VERSION
+
+#define VSPC_PORT_VM		13370
+#define VSPC_PORT_COMPAT	13371
+#define VSPC_PORT_CONSOLE	13372
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR		"/etc"
+#endif
+#define VSPCD_CONF		SYSCONFDIR "/vspcd/vspcd.conf"
+
+struct console;
+struct client;
+struct vmconn;
+struct store;
+
+/* Telnet bytes and options. */
+#define TEL_SE			240
+#define TEL_NOP			241
+#define TEL_DM			242
+#define TEL_BRK			243
+#define TEL_IP			244
+#define TEL_AO			245
+#define TEL_AYT			246
+#define TEL_EC			247
+#define TEL_EL			248
+#define TEL_GA			249
+#define TEL_SB			250
+#define TEL_WILL		251
+#define TEL_WONT		252
+#define TEL_DO			253
+#define TEL_DONT		254
+#define TEL_IAC			255
+
+#define TELOPT_BINARY		0
+#define TELOPT_ECHO		1
+#define TELOPT_SGA		3
+#define TELOPT_AUTH		37
+#define TELOPT_COMPORT		44
+#define TELOPT_VMWARE		232
+#define TELOPT_VSPCADMIN	233
+
+/* VMWARE-TELNET-EXT (option 232) sub-commands. */
+#define VMW_KNOWN_SUBOPTIONS_1		0x00
+#define VMW_KNOWN_SUBOPTIONS_2		0x01
+#define VMW_UNKNOWN_SUBOPTION_RCVD_1	0x02
+#define VMW_UNKNOWN_SUBOPTION_RCVD_2	0x03
+#define VMW_VMOTION_BEGIN		0x28
+#define VMW_VMOTION_GOAHEAD		0x29
+#define VMW_VMOTION_NOTNOW		0x2b
+#define VMW_VMOTION_PEER		0x2c
+#define VMW_VMOTION_PEER_OK		0x2d
+#define VMW_VMOTION_COMPLETE		0x2e
+#define VMW_VMOTION_ABORT		0x30
+#define VMW_DO_PROXY			0x46
+#define VMW_WILL_PROXY			0x47
+#define VMW_WONT_PROXY			0x49
+#define VMW_VM_VC_UUID			0x50
+#define VMW_GET_VM_VC_UUID		0x51
+#define VMW_VM_NAME			0x52
+#define VMW_GET_VM_NAME			0x53
+#define VMW_VM_BIOS_UUID		0x54
+#define VMW_GET_VM_BIOS_UUID		0x55
+#define VMW_VM_LOCATION_UUID		0x56
+#define VMW_GET_VM_LOCATION_UUID	0x57
+
+/* VMware admin option (233) sub-commands. */
+#define VSPCADM_GET_VM_PORT_LIST	0x10
+#define VSPCADM_VM_PORT_LIST		0x11
+#define VSPCADM_VM_PORT_SET_CONNECTION	0x20
+#define VSPCADM_VM_PORT_CONNECTED	0x21
+#define VSPCADM_VM_PORT_DISCONNECTED	0x22
+
+/*
+ * telnet.c: incremental telnet codec.  All state is in struct telnet (no
+ * pointers but the subnegotiation buffer and the callbacks), so that it
+ * can be serialised.  Runs of plain data are handed to ops->data as
+ * pointers into the caller's input: never copied.  Option negotiation
+ * follows RFC 1143 (the Q method) for the options in the table below;
+ * any other option is refused.
+ */
+#define TELNET_SB_MAX_DEFAULT	4096
+
+/* Options whose state the codec tracks; index into us[]/him[]. */
+enum telnet_optidx {
+	TOI_BINARY,
+	TOI_ECHO,
+	TOI_SGA,
+	TOI_AUTH,
+	TOI_COMPORT,
+	TOI_VMWARE,
+	TOI_VSPCADMIN,
+	TOI_MAX
+};
+#define TELNET_MASK(idx)	(1U << (idx))
+
+/* RFC 1143 states; QUEUE_OPPOSITE is or'ed in. */
+#define TQ_NO			0
+#define TQ_YES			1
+#define TQ_WANTNO		2
+#define TQ_WANTYES		3
+#define TQ_STATE		0x3
+#define TQ_OPPOSITE		0x4
+
+enum telnet_pstate {
+	TP_DATA,
+	TP_IAC,
+	TP_VERB,		/* Got IAC WILL/WONT/DO/DONT, want option. */
+	TP_SB_OPT,		/* Got IAC SB, want option byte. */
+	TP_SB,
+	TP_SB_IAC,
+	TP_MAX
+};
+
+struct telnet_ops {
+	/* In-band data, unescaped; buf points into the caller's input. */
+	void	(*data)(void *, const u_char *, size_t);
+	/* A complete subnegotiation (payload unescaped, option excluded). */
+	void	(*sb)(void *, u_char, const u_char *, size_t);
+	/*
+	 * An option changed state: him is 1 for the peer's side (WILL/WONT),
+	 * 0 for ours (DO/DONT); on is the new state.
+	 */
+	void	(*option)(void *, u_char, int, int);
+	/* A telnet command (BRK, IP, AYT, ...), NOP excluded. */
+	void	(*command)(void *, u_char);
+	/* Bytes the codec must send (negotiation replies). */
+	void	(*output)(void *, const u_char *, size_t);
+};
+
+struct telnet {
+	u_char			 state;		/* enum telnet_pstate */
+	u_char			 verb;
+	u_char			 sb_opt;
+	u_char			 stop;		/* Set by a callback to stop. */
+	u_char			 us[TOI_MAX];	/* Our side (WILL/WONT). */
+	u_char			 him[TOI_MAX];	/* Peer side (DO/DONT). */
+	uint16_t		 accept_us;	/* TELNET_MASK() bits. */
+	uint16_t		 accept_him;
+	uint32_t		 sb_len;
+	uint32_t		 sb_max;
+	uint32_t		 sb_size;	/* Allocated size of sb_buf. */
+	u_char			*sb_buf;	/* Only while inside SB. */
+	const char		*error;		/* Why telnet_input failed. */
+	const struct telnet_ops	*ops;
+	void			*arg;
+};
+
+void	 telnet_init(struct telnet *, const struct telnet_ops *, void *,
+	     u_int, u_int, size_t);
+void	 telnet_free(struct telnet *);
+int	 telnet_input(struct telnet *, const u_char *, size_t);
+int	 telnet_request(struct telnet *, u_char, int, int);
+int	 telnet_enabled(const struct telnet *, u_char, int);
+void	 telnet_send_sb(struct telnet *, u_char, u_char, const u_char *,
+	     size_t);
+void	 telnet_send_command(struct telnet *, u_char);
+size_t	 telnet_escape(u_char *, const u_char *, size_t);
+void	 telnet_escape_add(struct evbuffer *, const u_char *, size_t);
+int	 telnet_optidx(u_char);
+const char *telnet_optname(u_char);
+
+/*
+ * uuid.c: VC UUIDs.  16 bytes; canonical text is lower-case
+ * 8-4-4-4-12.  The parser accepts every spelling users and tools use:
+ * ESXi's "01 23 ... ef-fe dc ...", vSPC.py's "16hex-16hex", 32 hex
+ * digits (either case), canonical, with or without braces.
+ */
+#define UUID_LEN		16
+#define UUID_STRLEN		36	/* Canonical, without NUL. */
+int	 uuid_parse(const char *, size_t, u_char *);
+void	 uuid_format(const u_char *, char *);		/* 37 bytes */
+void	 uuid_format_vspcpy(const u_char *, char *);	/* 34 bytes */
+void	 uuid_format_hex(const u_char *, char *, int);	/* 33 bytes */
+
+/*
+ * ring.c: a console's history ring.  Bytes are addressed by a monotonic
+ * 64-bit offset (total bytes ever appended).  The buffer grows with use
+ * (nothing is allocated until the first byte) up to max, then the oldest
+ * bytes are overwritten.
+ */
+struct ring {
+	u_char		*buf;
+	size_t		 size;		/* Allocated. */
+	size_t		 max;		/* Cap on size. */
+	size_t		 len;		/* Bytes held: [end - len, end). */
+	uint64_t	 end;		/* Offset of the next byte. */
+};
+void	 ring_init(struct ring *, size_t);
+void	 ring_free(struct ring *);
+void	 ring_append(struct ring *, const u_char *, size_t);
+uint64_t ring_start(const struct ring *);
+int	 ring_peek(const struct ring *, uint64_t, struct iovec *, size_t);
+uint64_t ring_lines_back(const struct ring *, u_int);
+size_t	 ring_copy(const struct ring *, uint64_t, u_char *, size_t);
+void	 ring_set_max(struct ring *, size_t);
+
+/*
+ * pickle.c: a restricted reader for the Python pickles vSPCClient sends
+ * (int, str, None in protocols 0 to 5) and a writer of protocol 2.
+ * Anything else, in particular every opcode that could build an object
+ * or call a function, is refused.
+ */
+#define PICKLE_MAX		65536
+enum pickle_type {
+	PICKLE_NONE,
+	PICKLE_INT,
+	PICKLE_STR
+};
+struct pickle_value {
+	enum pickle_type	 type;
+	long long		 i;
+	char			*s;	/* NUL-terminated, len bytes. */
+	size_t			 len;
+};
+ssize_t	 pickle_parse(const u_char *, size_t, struct pickle_value *,
+	     const char **);
+void	 pickle_value_free(struct pickle_value *);
+void	 pickle_put_int(struct evbuffer *, long long);
+void	 pickle_put_str(struct evbuffer *, const char *, size_t);
+void	 pickle_put_str_lossy(struct evbuffer *, const u_char *, size_t);
+void	 pickle_put_none(struct evbuffer *);
+void	 pickle_put_vm(struct evbuffer *, const char *, const char *, int);
+void	 pickle_put_exception(struct evbuffer *, const char *);
+
+/* log.c: the daemon's own log (stderr with -d, else syslog). */
+void	 log_init(int, int);
+void	 log_setverbose(int);
+int	 log_getverbose(void);
+void	 log_warn(const char *, ...)
+	     __attribute__((__format__ (printf, 1, 2)));
+void	 log_warnx(const char *, ...)
+	     __attribute__((__format__ (printf, 1, 2)));
+void	 log_info(const char *, ...)
+	     __attribute__((__format__ (printf, 1, 2)));
+void	 log_debug(const char *, ...)
+	     __attribute__((__format__ (printf, 1, 2)));
+void	 fatal(const char *, ...)
+	     __attribute__((__format__ (printf, 1, 2), __noreturn__));
+void	 fatalx(const char *, ...)
+	     __attribute__((__format__ (printf, 1, 2), __noreturn__));
+
+/* xmalloc.c: allocation that cannot fail (fatalx on exhaustion). */
+void	*xmalloc(size_t);
+void	*xcalloc(size_t, size_t);
+void	*xreallocarray(void *, size_t, size_t);
+char	*xstrdup(const char *);
+char	*xstrndup(const char *, size_t);
+int	 xasprintf(char **, const char *, ...)
+	     __attribute__((__format__ (printf, 2, 3)));
+int	 xvasprintf(char **, const char *, va_list);
+
+/* acl.c: address lists ("10.0.0.0/8, ::1") and address formatting. */
+struct acl_entry {
+	int		 af;
+	u_char		 addr[16];
+	u_int		 bits;
+};
+struct acl {
+	u_int		 n;
+	struct acl_entry *e;
+};
+int	 acl_parse(struct acl *, const char *, char **);
+void	 acl_free(struct acl *);
+int	 acl_match(const struct acl *, const struct sockaddr *);
+int	 addr_parse_listen(const char *, int, struct sockaddr_storage *,
+	     socklen_t *, char **);
+const char *addr_fmt(const struct sockaddr *, char *, size_t);
+
+/*
+ * config.c: the configuration (INI, read with inih).  Keys are the
+ * contract of the vspcd.conf(5) manual page.
+ */
+struct config {
+	char		*file;
+
+	/* [node] */
+	char		*node_id;
+
+	/* [vm] */
+	char		*vm_listen;
+	char		*vm_tls_listen;
+	char		*vm_tls_cert;
+	char		*vm_tls_key;
+	char		*vm_accept_uri;		/* Comma-separated list. */
+	struct acl	 vm_allow;
+	char		*vm_allow_text;
+	struct acl	 vm_proxy_from;
+	char		*vm_proxy_from_text;
+	u_int		 vm_token_ttl;		/* Seconds. */
+	u_int		 vm_negotiation_timeout;/* Seconds. */
+	size_t		 vm_hold;		/* Held before binding. */
+	size_t		 vm_input_max;		/* People -> VM buffer. */
+	size_t		 vm_sb_max;		/* Subnegotiation cap. */
+	u_int		 vm_expire;		/* Keep a console after all left. */
+	u_int		 vm_max_connections;
+
+	/* [console] */
+	char		*console_listen;
+	u_int		 console_replay_lines;
+	size_t		 console_history;
+	char		*console_users_file;
+	u_char		 console_escape;
+	size_t		 console_client_buffer;	/* Messages to a client. */
+	u_int		 console_stuck_timeout;	/* Seconds. */
+	u_int		 console_max_clients;	/* Per console. */
+	u_int		 console_idle_timeout;	/* Seconds, 0 = never. */
+
+	/* [compat] */
+	char		*compat_listen;
+
+	/* [log] */
+	char		*log_dir;
+	char		*log_name;		/* Template, see logfile.c. */
+	size_t		 log_max_size;
+	u_int		 log_keep;		/* Rotated files kept. */
+	u_int		 log_mark;		/* Seconds, 0 = off. */
+	int		 log_activity;
+	u_int		 log_open_files;
+
+	/* [cluster] */
+	char		*cluster_redis;
+	char		*cluster_sentinels;
+	char		*cluster_master_name;
+	char		*cluster_name;
+	char		*cluster_secret_file;
+	char		*cluster_peer_listen;
+	char		*cluster_peer_advertise;
+
+	/* [http] */
+	char		*http_listen;
+
+	/* [control] */
+	char		*control_socket;
+};
+struct config	*config_default(void);
+int		 config_load(struct config *, const char *, char **);
+int		 config_set(struct config *, const char *, char **);
+int		 config_check(struct config *, char **);
+void		 config_print(const struct config *, FILE *);
+void		 config_free(struct config *);
+int		 config_uri_accepted(const struct config *, const char *,
+		     size_t, char **);
+int		 config_parse_size(const char *, size_t *);
+int		 config_parse_time(const char *, u_int *);
+
+/*
+ * logfile.c: console log files.  A struct logfile holds a path and a
+ * size, not a descriptor: descriptors come from a small LRU pool so that
+ * a node with 20,000 consoles still has its descriptors for VMs.
+ */
+struct logfile;
+void		 logfile_init(u_int);
+void		 logfile_configure(u_int, size_t, u_int);
+struct logfile	*logfile_new(const char *);
+void		 logfile_free(struct logfile *);
+void		 logfile_write(struct logfile *, const u_char *, size_t);
+void		 logfile_printf(struct logfile *, const char *, ...)
+		     __attribute__((__format__ (printf, 2, 3)));
+void		 logfile_mark(struct logfile *, time_t);
+void		 logfile_reopen_all(void);
+const char	*logfile_path(const struct logfile *);
+char		*logfile_expand(const char *, const char *, const char *,
+		     const char *, const char *);
+u_int		 logfile_open_count(void);
+void		 logfile_shutdown(void);
+
+
+/*
+ * hmap.c: a string-keyed hash map with intrusive entries (chained,
+ * doubles when the load passes 1).
+ */
+struct hmap_entry {
+	struct hmap_entry	*next;
+	const char		*key;
+	uint32_t		 hash;
+};
+struct hmap {
+	struct hmap_entry	**b;
+	u_int			  nb;
+	u_int			  n;
+};
+void	 hmap_init(struct hmap *);
+void	 hmap_free(struct hmap *);
+void	 hmap_insert(struct hmap *, struct hmap_entry *, const char *);
+void	 hmap_remove(struct hmap *, struct hmap_entry *);
+struct hmap_entry *hmap_find(const struct hmap *, const char *);
+#define hmap_data(e, type, field) \
+	((type *)((char *)(e) - offsetof(type, field)))
+
+/*
+ * The people side.  A client reads the console's history ring at its own
+ * offset; nothing is copied per client.  Flags are below the field.
+ */
+enum client_kind {
+	CLIENT_CONSOLE,		/* Telnet console port. */
+	CLIENT_VSPCPY,		/* vSPC.py vSPCClient (pickles). */
+	CLIENT_VMWARE,		/* VMware reference client (option 233). */
+	CLIENT_DETECT,		/* Compat port, kind not known yet. */
+	CLIENT_KIND_MAX
+};
+
+/* How a client asks to attach; see console_attach(). */
+enum attach_mode {
+	ATTACH_DEFAULT,		/* Writer if no one writes, else spy. */
+	ATTACH_SPY,		/* Spy, may ask to write later. */
+	ATTACH_RO,		/* Read-only for the whole session. */
+	ATTACH_FORCE,		/* Writer; bump the writer to spy. */
+	ATTACH_EXCLUSIVE,	/* Only client; nobody else may join. */
+	ATTACH_WRITELOCK,	/* Sole writer; spies may join (vSPC "write"). */
+	ATTACH_SHARED,		/* Shared writer (vSPC "free_for_all"). */
+	ATTACH_SHARED_OR_RO,	/* Shared, or read-only if locked. */
+	ATTACH_MAX
+};
+
+/* Result of console_attach(). */
+enum attach_result {
+	ATTACHED_WRITER,
+	ATTACHED_SPY,
+	ATTACHED_RO,
+	ATTACH_REFUSED_EXCL,	/* Someone holds it exclusively. */
+	ATTACH_REFUSED_LOCK,	/* A lock conflicts with the request. */
+	ATTACH_REFUSED_BUSY,	/* Exclusive asked, others attached. */
+	ATTACH_REFUSED_FULL,	/* Too many clients on the console. */
+	ATTACH_RESULT_MAX
+};
+
+/* Input handling of one kind of client. */
+struct client_proto {
+	const char	*name;
+	/* Raw bytes from the socket. */
+	void		 (*input)(struct client *, const u_char *, size_t);
+	/* Console events: attached/detached/moved etc, as text. */
+	void		 (*notice)(struct client *, const char *);
+	/* The client may start receiving console output. */
+	void		 (*free)(struct client *);
+};
+
+struct client {
+	u_int			 id;
+	int			 fd;
+	enum client_kind	 kind;
+	const struct client_proto *proto;
+	void			*proto_data;
+
+	int			 flags;
+#define CLIENT_WRITE		0x1	/* May write to the VM. */
+#define CLIENT_WANTWRITE	0x2	/* Promote when the writer leaves. */
+#define CLIENT_READONLY		0x4	/* Never writes (user or request). */
+#define CLIENT_HOLDER		0x8	/* Holds the console's lock. */
+#define CLIENT_STREAM		0x10	/* Console output flows to it. */
+#define CLIENT_DEAD		0x20	/* Queued for reaping. */
+#define CLIENT_CLOSING		0x40	/* Flush output, then close. */
+#define CLIENT_READ_OFF		0x80	/* Reading paused (VM buffer full). */
+#define CLIENT_PENDING_IAC	0x100	/* Owes the second 0xff of a pair. */
+#define CLIENT_ESCAPE		0x200	/* Double 0xff in console output. */
+#define CLIENT_WRITE_WAIT	0x400	/* EV_WRITE pending. */
+
+	struct event		*ev_read;
+	struct event		*ev_write;
+	struct evbuffer		*out;		/* Messages, sent before data. */
+	struct telnet		 tn;
+
+	struct console		*console;
+	uint64_t		 off;		/* Next history byte to send. */
+
+	char			 addr[64];	/* Source address. */
+	char			*user;
+
+	time_t			 created;
+	time_t			 last_input;
+	time_t			 stuck_since;	/* 0 when not behind. */
+
+	uint64_t		 bytes_in;
+	uint64_t		 bytes_out;
+	uint64_t		 skipped;
+
+	TAILQ_ENTRY(client)	 centry;	/* On console->clients. */
+	TAILQ_ENTRY(client)	 gentry;	/* On all_clients. */
+	TAILQ_ENTRY(client)	 dentry;	/* On dead_clients. */
+};
+TAILQ_HEAD(clients, client);
+
+/* client.c */
+extern struct clients	 all_clients;
+struct client	*client_create(int, enum client_kind, const struct client_proto *,
+		     const struct sockaddr *);
+void		 client_close(struct client *, const char *);
+void		 client_reap(struct client *);
+void		 client_write(struct client *, const void *, size_t);
+void		 client_printf(struct client *, const char *, ...)
+		     __attribute__((__format__ (printf, 2, 3)));
+void		 client_flush(struct client *);
+void		 client_set_read(struct client *, int);
+void		 client_input_to_vm(struct client *, const u_char *, size_t);
+void		 client_check_stuck(time_t);
+const char	*client_mode_name(const struct client *);
+
+/*
+ * A VM serial port.  Keyed by VC UUID and optional label ("UUID" or
+ * "UUID.LABEL"); outlives its connections.
+ */
+enum vmotion_state {
+	VMOTION_NONE,
+	VMOTION_WAIT_STORE,	/* BEGIN seen, storing the token. */
+	VMOTION_PENDING,	/* GOAHEAD sent, waiting for PEER. */
+	VMOTION_PEERED,		/* PEER-OK sent, waiting for COMPLETE. */
+	VMOTION_STATE_MAX
+};
+
+#define VMOTION_SEQ_MAX		64
+#define VMOTION_SECRET_LEN	16
+#define VMOTION_TOKEN_MAX	(VMOTION_SEQ_MAX + VMOTION_SECRET_LEN)
+
+struct vmotion {
+	enum vmotion_state	 state;
+	u_char			 seq[VMOTION_SEQ_MAX];
+	size_t			 seqlen;
+	u_char			 secret[VMOTION_SECRET_LEN];
+	struct vmconn		*src;		/* NULL once it closed. */
+	struct vmconn		*dst;
+	struct event		*timer;
+	struct timespec		 began;
+	uint64_t		 id;		/* Guards late store replies. */
+};
+
+struct console {
+	struct hmap_entry	 entry;		/* In consoles, by key. */
+	char			*key;		/* "uuid" or "uuid.label". */
+	u_char			 uuid[UUID_LEN];
+	char			*label;		/* NULL if none. */
+	char			*name;		/* VM display name. */
+	char			*uri;		/* Service URI it presented. */
+	uint64_t		 epoch;		/* Ownership epoch (store). */
+
+	int			 flags;
+#define CONSOLE_EXCL		0x1	/* Holder is exclusive. */
+#define CONSOLE_WRITELOCK	0x2	/* Holder is the sole writer. */
+#define CONSOLE_DEAD		0x4
+
+	struct vmconn		*vm;		/* Current connection or NULL. */
+	struct vmotion		 vmotion;
+	struct evbuffer		*held;		/* Input held during vMotion. */
+
+	struct ring		 history;
+	struct logfile		*log;
+
+	struct clients		 clients;
+	u_int			 nclients;
+	struct client		*holder;	/* Lock holder, if any. */
+
+	time_t			 created;
+	time_t			 connected;	/* VM connected since, or 0. */
+	time_t			 left;		/* Last VM and client left. */
+	uint64_t		 vmotions;
+	uint64_t		 input_dropped;
+
+	TAILQ_ENTRY(console)	 gentry;	/* On all_consoles. */
+};
+TAILQ_HEAD(consoles, console);
+
+/* console.c */
+extern struct consoles	 all_consoles;
+extern u_int		 nconsoles;
+struct console	*console_find(const char *);
+struct console	*console_get(const u_char *, const char *);
+int		 console_lookup(const char *, struct console **, char **);
+void		 console_set_name(struct console *, const char *, size_t);
+void		 console_set_vm(struct console *, struct vmconn *);
+void		 console_vm_gone(struct console *, struct vmconn *);
+void		 console_output(struct console *, const u_char *, size_t);
+void		 console_input(struct console *, const u_char *, size_t);
+void		 console_send_break(struct console *);
+enum attach_result console_attach(struct console *, struct client *,
+		     enum attach_mode);
+void		 console_detach(struct console *, struct client *,
+		     const char *);
+int		 console_set_mode(struct console *, struct client *,
+		     enum attach_mode, char *, size_t);
+void		 console_replay(struct console *, struct client *, u_int);
+void		 console_notice(struct console *, struct client *,
+		     const char *, ...)
+		     __attribute__((__format__ (printf, 3, 4)));
+void		 console_log_activity(struct console *, const char *, ...)
+		     __attribute__((__format__ (printf, 2, 3)));
+void		 console_expire(time_t);
+void		 console_mark(time_t);
+void		 console_reconfigure(void);
+const char	*console_state(const struct console *);
+const char	*attach_result_string(enum attach_result);
+void		 console_free_all(void);
+
+/* One connection from an ESXi host. */
+enum vmconn_role {
+	VMCONN_UNBOUND,		/* Negotiating, not yet identified. */
+	VMCONN_CURRENT,		/* The console's connection. */
+	VMCONN_VMOTION_DST,	/* Peered vMotion destination. */
+	VMCONN_REFUSED,		/* WONT-PROXY sent; data discarded. */
+	VMCONN_ROLE_MAX
+};
+
+struct vmconn {
+	u_int			 id;
+	int			 fd;
+	enum vmconn_role	 role;
+	int			 flags;
+#define VMCONN_GOT_KS1		0x1
+#define VMCONN_ASKED_ID		0x2	/* GET-VM-VC-UUID/NAME sent. */
+#define VMCONN_PROXY_OK		0x4	/* DO-PROXY accepted. */
+#define VMCONN_DEAD		0x8
+#define VMCONN_READ_OFF		0x10
+#define VMCONN_PEERING		0x20	/* PEER under lookup. */
+#define VMCONN_WRITE_WAIT	0x40
+#define VMCONN_EOF		0x80	/* Peer closed; flushing. */
+
+	struct event		*ev_read;
+	struct event		*ev_write;
+	struct event		*ev_timeout;	/* Negotiation timeout. */
+	struct evbuffer		*out;		/* Allocated on demand. */
+	struct evbuffer		*held;		/* Data before binding. */
+	struct telnet		 tn;
+
+	u_char			 uuid[UUID_LEN];
+	int			 have_uuid;
+	char			*name;
+	char			*uri;		/* DO-PROXY service URI. */
+	char			*label;		/* ?port=LABEL */
+	u_char			 direction;	/* 'S' or 'C'. */
+	struct console		*console;
+	uint64_t		 vmotion_id;	/* Of a PEER lookup. */
+
+	char			 addr[64];
+	time_t			 created;
+	uint64_t		 bytes_in;
+	uint64_t		 bytes_out;
+
+	TAILQ_ENTRY(vmconn)	 gentry;	/* On all_vmconns. */
+	TAILQ_ENTRY(vmconn)	 dentry;	/* On dead_vmconns. */
+};
+TAILQ_HEAD(vmconns, vmconn);
+
+/* vmconn.c */
+extern struct vmconns	 all_vmconns;
+extern u_int		 nvmconns;
+struct vmconn	*vmconn_create(int, const struct sockaddr *);
+void		 vmconn_close(struct vmconn *, const char *);
+void		 vmconn_reap(struct vmconn *);
+void		 vmconn_write(struct vmconn *, const u_char *, size_t);
+void		 vmconn_send_vmware(struct vmconn *, u_char, const u_char *,
+		     size_t);
+size_t		 vmconn_pending(const struct vmconn *);
+void		 vmconn_send_break(struct vmconn *);
+
+/* vmotion.c */
+void		 vmotion_begin(struct vmconn *, const u_char *, size_t);
+void		 vmotion_peer(struct vmconn *, const u_char *, size_t);
+void		 vmotion_complete(struct vmconn *, const u_char *, size_t);
+void		 vmotion_abort(struct vmconn *);
+void		 vmotion_conn_lost(struct console *, struct vmconn *);
+void		 vmotion_cancel(struct console *, const char *);
+const char	*vmotion_state_name(enum vmotion_state);
+
+/* cmdline.c: the console port (people's telnet sessions). */
+extern const struct client_proto cmdline_proto;
+void		 cmdline_accept(int, const struct sockaddr *);
+
+/* compat.c: the compatibility port (vSPCClient and VMware client). */
+extern const struct client_proto compat_proto;
+void		 compat_accept(int, const struct sockaddr *);
+
+/* server.c */
+extern struct event_base	*server_base;
+extern struct config		*server_conf;
+extern struct store		*server_store;
+extern struct stats		 server_stats;
+extern time_t			 server_now;
+extern int			 server_debug;
+int		 server_start(struct config *, int);
+int		 server_loop(void);
+void		 server_reap_later(void);
+int		 server_reload(char **);
+uint64_t	 server_monotime_us(void);
+
+/* Statistics, exported later by the metrics endpoint. */
+struct stats {
+	uint64_t	 vm_accepted;
+	uint64_t	 vm_refused;
+	uint64_t	 vm_protocol_errors;
+	uint64_t	 vm_bytes_in;
+	uint64_t	 vm_bytes_out;
+	uint64_t	 vm_bytes_discarded;
+	uint64_t	 client_accepted;
+	uint64_t	 client_bytes_in;
+	uint64_t	 client_bytes_out;
+	uint64_t	 client_skipped;
+	uint64_t	 client_stuck;
+	uint64_t	 vmotion_begin;
+	uint64_t	 vmotion_goahead;
+	uint64_t	 vmotion_notnow;
+	uint64_t	 vmotion_peer;
+	uint64_t	 vmotion_peer_bad;
+	uint64_t	 vmotion_complete;
+	uint64_t	 vmotion_abort;
+	uint64_t	 vmotion_timeout;
+	uint64_t	 input_dropped;
+};
+
+#endif /* VSPCD_H */
