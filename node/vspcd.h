@@ -47,6 +47,13 @@
 #include <event2/buffer.h>
 
 
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
+	for ((var) = TAILQ_FIRST(head);					\
+	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
+	    (var) = (tvar))
+#endif
+
 #define VSPCD_VERSION		PACKAGE_VERSION
 
 #define VSPC_PORT_VM		13370
@@ -543,6 +550,7 @@ void		 client_flush(struct client *);
 void		 client_set_read(struct client *, int);
 void		 client_input_to_vm(struct client *, const u_char *, size_t);
 void		 client_check_stuck(time_t);
+void		 client_shutdown(const char *);
 const char	*client_mode_name(const struct client *);
 
 /*
@@ -558,7 +566,7 @@ enum vmotion_state {
 };
 
 #define VMOTION_SEQ_MAX		64
-#define VMOTION_SECRET_LEN	16
+#define VMOTION_SECRET_LEN	8
 #define VMOTION_TOKEN_MAX	(VMOTION_SEQ_MAX + VMOTION_SECRET_LEN)
 
 struct vmotion {
@@ -601,6 +609,7 @@ struct console {
 	time_t			 created;
 	time_t			 connected;	/* VM connected since, or 0. */
 	time_t			 left;		/* Last VM and client left. */
+	time_t			 input_notice;	/* Last "input discarded". */
 	uint64_t		 vmotions;
 	uint64_t		 input_dropped;
 
@@ -619,6 +628,9 @@ void		 console_set_vm(struct console *, struct vmconn *);
 void		 console_vm_gone(struct console *, struct vmconn *);
 void		 console_output(struct console *, const u_char *, size_t);
 void		 console_input(struct console *, const u_char *, size_t);
+size_t		 console_input_room(const struct console *);
+void		 console_input_drained(struct console *);
+void		 console_release_held(struct console *);
 void		 console_send_break(struct console *);
 enum attach_result console_attach(struct console *, struct client *,
 		     enum attach_mode);
@@ -645,12 +657,14 @@ enum vmconn_role {
 	VMCONN_CURRENT,		/* The console's connection. */
 	VMCONN_VMOTION_DST,	/* Peered vMotion destination. */
 	VMCONN_REFUSED,		/* WONT-PROXY sent; data discarded. */
+	VMCONN_RETIRED,		/* Old vMotion source, closing. */
 	VMCONN_ROLE_MAX
 };
 
 struct vmconn {
 	u_int			 id;
 	int			 fd;
+	u_int			 references;	/* Store calls in flight. */
 	enum vmconn_role	 role;
 	int			 flags;
 #define VMCONN_GOT_KS1		0x1
@@ -699,6 +713,8 @@ void		 vmconn_send_vmware(struct vmconn *, u_char, const u_char *,
 		     size_t);
 size_t		 vmconn_pending(const struct vmconn *);
 void		 vmconn_send_break(struct vmconn *);
+void		 vmconn_release_held(struct vmconn *);
+void		 vmconn_claim(struct console *);
 
 /* vmotion.c */
 void		 vmotion_begin(struct vmconn *, const u_char *, size_t);
@@ -728,6 +744,7 @@ int		 server_start(struct config *, int);
 int		 server_loop(void);
 void		 server_reap_later(void);
 int		 server_reload(char **);
+void		 server_set_overrides(char **, u_int);
 uint64_t	 server_monotime_us(void);
 
 /* Statistics, exported later by the metrics endpoint. */

@@ -1,0 +1,376 @@
+# Shared helpers for the integration tests: start vspcd nodes and the ESXi
+# simulator on loopback with their own ports and directories, talk to the
+# console port, and clean up afterwards.  Every wait is bounded.
+
+import os
+import queue
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+TOP_SRCDIR = os.environ.get("TOP_SRCDIR", os.path.join(
+    os.path.dirname(__file__), "..", ".."))
+TOP_BUILDDIR = os.environ.get("TOP_BUILDDIR", ".")
+VSPCD = os.environ.get("VSPCD", os.path.join(TOP_BUILDDIR, "vspcd"))
+ESXISIM = os.environ.get("ESXISIM", os.path.join(TOP_BUILDDIR, "esxisim"))
+
+sys.path.insert(0, os.path.join(TOP_SRCDIR, "tests", "clients"))
+sys.path.insert(0, os.path.join(TOP_SRCDIR, "tests", "sim"))
+
+IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    """Poll pred() until it is true; fail the test after timeout."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError("timed out after %.1fs waiting for %s" %
+                         (timeout, what))
+
+
+class Node:
+    """One vspcd process with its own ports, config and directories."""
+
+    def __init__(self, name="n1", extra=None, options=None):
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="vspcd-test-")
+        self.vm_port = free_port()
+        self.console_port = free_port()
+        self.compat_port = free_port()
+        self.logdir = os.path.join(self.dir, "consoles")
+        self.conf = os.path.join(self.dir, "vspcd.conf")
+        self.stderr_path = os.path.join(self.dir, "vspcd.stderr")
+        self.extra = extra or {}
+        self.options = options or []
+        self.proc = None
+        self.write_config()
+
+    def write_config(self, extra=None):
+        if extra is not None:
+            self.extra = extra
+        sections = {
+            "node": {"id": self.name},
+            "vm": {"listen": "127.0.0.1:%d" % self.vm_port,
+                   "allow": "127.0.0.0/8"},
+            "console": {"listen": "127.0.0.1:%d" % self.console_port},
+            "compat": {"listen": "127.0.0.1:%d" % self.compat_port},
+            "log": {"dir": self.logdir},
+            "http": {"listen": ""},
+            "control": {"socket": os.path.join(self.dir, "control.sock")},
+        }
+        for k, v in self.extra.items():
+            sec, key = k.split(".", 1)
+            sections.setdefault(sec, {})[key] = v
+        with open(self.conf, "w") as f:
+            for sec, kv in sections.items():
+                f.write("[%s]\n" % sec)
+                for k, v in kv.items():
+                    f.write("%s = %s\n" % (k, v))
+
+    def start(self):
+        args = [VSPCD, "-d", "-v", "-f", self.conf]
+        for o in self.options:
+            args += ["-o", o]
+        self.stderr = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                     stdout=self.stderr, stderr=self.stderr)
+        wait_for(self.ready, 10, "vspcd to listen")
+        return self
+
+    def ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("vspcd exited with %s:\n%s" %
+                                 (self.proc.returncode, self.log()))
+        for port in (self.vm_port, self.console_port, self.compat_port):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+            except OSError:
+                return False
+        return True
+
+    def log(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.stderr.close()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def cleanup(self):
+        self.stop()
+        subprocess.call(["rm", "-rf", self.dir])
+
+
+class Sim:
+    """The ESXi simulator, driven through its stdin/stdout protocol."""
+
+    def __init__(self, node, args=None, host=None):
+        target = host or "127.0.0.1:%d" % node.vm_port
+        self.proc = subprocess.Popen(
+            [ESXISIM, "-s", target] + (args or []),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, bufsize=0)
+        self.events = queue.Queue()
+        self.seen = []
+        self.err = []
+        threading.Thread(target=self._reader, daemon=True).start()
+        threading.Thread(target=self._errreader, daemon=True).start()
+
+    def _reader(self):
+        for line in self.proc.stdout:
+            self.events.put(line.decode("utf-8", "replace").rstrip("\n"))
+        self.events.put(None)
+
+    def _errreader(self):
+        for line in self.proc.stderr:
+            self.err.append(line.decode("utf-8", "replace"))
+
+    def cmd(self, line):
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def expect(self, pattern, timeout=10.0):
+        """Wait for an event line matching pattern (regex); return match.
+        Lines seen on the way are kept in self.seen."""
+        rx = re.compile(pattern)
+        for line in self.seen:
+            m = rx.search(line)
+            if m:
+                self.seen.remove(line)
+                return m
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError("simulator: no event /%s/ in %.1fs; "
+                                     "seen: %s; stderr: %s" %
+                                     (pattern, timeout, self.seen[-20:],
+                                      "".join(self.err[-20:])))
+            try:
+                line = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError("simulator exited; seen: %s; "
+                                     "stderr: %s" % (self.seen[-20:],
+                                                     "".join(self.err)))
+            m = rx.search(line)
+            if m:
+                return m
+            self.seen.append(line)
+
+    def drain(self):
+        """Events received so far, without waiting."""
+        while True:
+            try:
+                line = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.seen.append(line)
+        return self.seen
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                self.cmd("quit")
+                self.proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def telnet_strip(data, state):
+    """Remove telnet commands from data read from a vspcd telnet port;
+    state is a dict kept across calls.  Returns (plain bytes, commands)."""
+    out = bytearray()
+    cmds = []
+    buf = state.get("pending", b"") + data
+    i = 0
+    while i < len(buf):
+        b = buf[i]
+        if b != IAC:
+            out.append(b)
+            i += 1
+            continue
+        if i + 1 >= len(buf):
+            break
+        c = buf[i + 1]
+        if c == IAC:
+            out.append(IAC)
+            i += 2
+        elif c in (WILL, WONT, DO, DONT):
+            if i + 2 >= len(buf):
+                break
+            cmds.append((c, buf[i + 2]))
+            i += 3
+        elif c == SB:
+            end = buf.find(bytes([IAC, SE]), i)
+            if end < 0:
+                break
+            cmds.append((SB, buf[i + 2:end]))
+            i = end + 2
+        else:
+            cmds.append((c, None))
+            i += 2
+    state["pending"] = bytes(buf[i:])
+    return bytes(out), cmds
+
+
+class Console:
+    """A person on the console port (telnet)."""
+
+    def __init__(self, node, port=None, rcvbuf=None):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", port or node.console_port))
+        self.buf = bytearray()
+        self.state = {}
+        self.closed = False
+
+    def fill(self, timeout):
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        if not r:
+            return False
+        data = self.sock.recv(65536)
+        if not data:
+            self.closed = True
+            return False
+        plain, _ = telnet_strip(data, self.state)
+        self.buf += plain
+        return True
+
+    def read_until(self, what, timeout=10.0):
+        """Read until the bytes what (or regex if compiled) appear; return
+        everything up to and including it, consumed from the buffer."""
+        end = time.monotonic() + timeout
+        while True:
+            if isinstance(what, bytes):
+                k = self.buf.find(what)
+                if k >= 0:
+                    out = bytes(self.buf[:k + len(what)])
+                    del self.buf[:k + len(what)]
+                    return out
+            else:
+                m = what.search(self.buf)
+                if m:
+                    out = bytes(self.buf[:m.end()])
+                    del self.buf[:m.end()]
+                    return out
+            left = end - time.monotonic()
+            if left <= 0 or self.closed:
+                raise AssertionError("console: %r not seen in %.1fs; got %r"
+                                     % (what, timeout, bytes(self.buf[-400:])))
+            self.fill(min(left, 0.5))
+
+    def read_bytes(self, n, timeout=10.0):
+        end = time.monotonic() + timeout
+        while len(self.buf) < n:
+            left = end - time.monotonic()
+            if left <= 0 or self.closed:
+                raise AssertionError("console: wanted %d bytes, got %d"
+                                     % (n, len(self.buf)))
+            self.fill(min(left, 0.5))
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def read_for(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self.closed:
+            self.fill(max(0.0, min(0.2, end - time.monotonic())))
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data.replace(b"\xff", b"\xff\xff"))
+
+    def attach(self, vm, mode=None):
+        self.read_until(b"? lists): ")
+        self.send(((mode + " ") if mode else "") + vm + "\r")
+        return self.read_until(re.compile(rb"\[[^\]\r\n]*\]\r\n"))
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class NodeTest(unittest.TestCase):
+    """A test case with one node started per test."""
+
+    node_extra = {}
+    node_options = []
+
+    def setUp(self):
+        self.node = Node(extra=dict(self.node_extra),
+                         options=list(self.node_options)).start()
+        self.sims = []
+        self.consoles = []
+
+    def tearDown(self):
+        for s in self.sims:
+            s.stop()
+        for c in self.consoles:
+            c.close()
+        failed = any(e for _, e in (getattr(self._outcome, "errors", None)
+                                    or []) if e)
+        rc = self.node.stop()
+        if failed or rc not in (0, None):
+            sys.stderr.write("---- vspcd log ----\n%s\n" % self.node.log())
+        if os.environ.get("KEEP_LOG"):
+            sys.stderr.write(self.node.log())
+        self.node.cleanup()
+        self.assertIn(rc, (0, None), "vspcd did not exit cleanly")
+
+    def sim(self, args=None):
+        s = Sim(self.node, args)
+        self.sims.append(s)
+        return s
+
+    def console(self, **kw):
+        c = Console(self.node, **kw)
+        self.consoles.append(c)
+        return c
