@@ -215,9 +215,9 @@ cmdline_select(struct client *c, char *line)
 		client_close(c, "quit");
 		return;
 	}
-	rest = line;
-	word = strsep(&rest, " \t");
-	if (rest != NULL && *rest != '\0') {
+	if ((rest = strchr(line, ' ')) != NULL) {
+		*rest = '\0';
+		word = line;
 		if (strcmp(word, "spy") == 0)
 			mode = ATTACH_SPY;
 		else if (strcmp(word, "ro") == 0 ||
@@ -229,15 +229,13 @@ cmdline_select(struct client *c, char *line)
 			mode = ATTACH_EXCLUSIVE;
 		else if (strcmp(word, "attach") == 0)
 			mode = ATTACH_DEFAULT;
-		else {
-			client_printf(c, "unknown mode \"%s\" (attach, spy, "
-			    "ro, force, exclusive)\r\n", word);
-			cmdline_prompt(c);
-			return;
-		}
-		line = rest;
-	} else
-		line = word;
+		else
+			word = NULL;
+		if (word != NULL)
+			line = rest + 1;
+		else
+			*rest = ' ';
+	}
 
 	if (console_lookup(line, &con, &err) == -1) {
 		client_printf(c, "%s\r\n", err);
@@ -257,6 +255,7 @@ cmdline_select(struct client *c, char *line)
 		return;
 	}
 	cl->state = CMDLINE_ATTACHED;
+	cl->last_cr = 0;
 	client_printf(c, "[%s to %s (%s)%s]\r\n", attach_result_string(r),
 	    con->name != NULL ? con->name : "-", con->key,
 	    con->vm == NULL ? "; VM not connected" : "");

@@ -376,7 +376,7 @@ console_promote(struct console *con)
 			console_notice(con, c, "%s is now the writer",
 			    client_who(c));
 			if (c->proto->notice != NULL)
-				c->proto->notice(c, "attached");
+				c->proto->notice(c, "you are now the writer");
 			console_log_activity(con, "%s promoted to writer",
 			    client_who(c));
 			return;
@@ -530,8 +530,9 @@ console_attach(struct console *con, struct client *c, enum attach_mode mode)
 	con->left = 0;
 	c->off = ring_lines_back(&con->history,
 	    server_conf->console_replay_lines);
-	console_notice(con, c, "%s attached (%s)", client_who(c),
-	    attach_result_string(r));
+	if (r == ATTACHED_WRITER)
+		console_notice(con, c, "%s attached (%s)", client_who(c),
+		    attach_result_string(r));
 	console_log_activity(con, "%s attached (%s)", client_who(c),
 	    attach_result_string(r));
 	log_info("console %s: %s attached (%s, %s)", con->key, client_who(c),
@@ -554,7 +555,8 @@ console_detach(struct console *con, struct client *c, const char *why)
 	c->flags &= ~(CLIENT_WRITE|CLIENT_WANTWRITE|CLIENT_STREAM);
 	if (con->nclients == 0 && con->vm == NULL)
 		con->left = server_now;
-	console_notice(con, NULL, "%s detached", client_who(c));
+	if (was_writer)
+		console_notice(con, NULL, "%s detached", client_who(c));
 	console_log_activity(con, "%s detached%s%s", client_who(c),
 	    why != NULL ? ": " : "", why != NULL ? why : "");
 	log_info("console %s: %s detached%s%s", con->key, client_who(c),

@@ -355,6 +355,9 @@ class NodeTest(unittest.TestCase):
             s.stop()
         for c in self.consoles:
             c.close()
+        for v in FakeVM.live:
+            v.close()
+        FakeVM.live.clear()
         failed = any(e for _, e in (getattr(self._outcome, "errors", None)
                                     or []) if e)
         rc = self.node.stop()
@@ -374,3 +377,165 @@ class NodeTest(unittest.TestCase):
         c = Console(self.node, **kw)
         self.consoles.append(c)
         return c
+
+
+KS1 = bytes.fromhex("fffae8000001020328292b2c2d2e30464749505154555657"
+                    "5253fff0")
+
+
+def esxi_uuid(u):
+    """ESXi's spelling of a 16-byte UUID: 16 hex pairs, '-' after 8."""
+    h = ["%02x" % b for b in u]
+    return " ".join(h[:8]) + "-" + " ".join(h[8:])
+
+
+def sb(cmd, payload=b""):
+    return b"\xff\xfa\xe8" + bytes([cmd]) + payload.replace(
+        b"\xff", b"\xff\xff") + b"\xff\xf0"
+
+
+class FakeVM:
+    """A scripted ESXi connection in Python, for tests that need exact
+    control of the bytes (bad input, vMotion corner cases)."""
+
+    live = []
+
+    def __init__(self, node, uuid=None, name="vm-test", uri=b"vSPC.py",
+                 port=None, identify=True, peer=None):
+        FakeVM.live.append(self)
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port or node.vm_port), 5)
+        self.uuid = uuid or os.urandom(16)
+        self.name = name
+        self.rx = bytearray()      # raw bytes from the node
+        self.data = bytearray()    # in-band data from the node (unescaped)
+        self.sbs = []              # (cmd, payload) received
+        self.pending = b""
+        self.closed = False
+        hello = b"\xff\xfb\x25" + bytes.fromhex(
+            "fffd00fffd03fffd01fffb00fffb03fffbe8") + KS1
+        if peer is not None:
+            hello += sb(0x2c, peer) + b"\xff\xfb\x2c"
+        elif identify:
+            hello += sb(0x46, b"S" + uri)
+        if identify:
+            hello += sb(0x50, esxi_uuid(self.uuid).encode())
+            hello += sb(0x52, name.encode() if isinstance(name, str)
+                        else name)
+        if peer is None and identify:
+            hello += b"\xff\xfb\x2c"
+        self.sock.sendall(hello)
+
+    def send_raw(self, b):
+        self.sock.sendall(b)
+
+    def send(self, data):
+        self.sock.sendall(data.replace(b"\xff", b"\xff\xff"))
+
+    def sbcmd(self, cmd, payload=b""):
+        self.sock.sendall(sb(cmd, payload))
+
+    def _parse(self):
+        buf = self.pending
+        i = 0
+        while i < len(buf):
+            b = buf[i]
+            if b != IAC:
+                k = buf.find(b"\xff", i)
+                k = len(buf) if k < 0 else k
+                self.data += buf[i:k]
+                i = k
+                continue
+            if i + 1 >= len(buf):
+                break
+            c = buf[i + 1]
+            if c == IAC:
+                self.data.append(IAC)
+                i += 2
+            elif c in (WILL, WONT, DO, DONT):
+                if i + 2 >= len(buf):
+                    break
+                i += 3
+            elif c == SB:
+                j = i + 2
+                body = bytearray()
+                done = False
+                while j < len(buf):
+                    if buf[j] == IAC:
+                        if j + 1 >= len(buf):
+                            break
+                        if buf[j + 1] == SE:
+                            done = True
+                            break
+                        body.append(IAC)
+                        j += 2
+                        continue
+                    body.append(buf[j])
+                    j += 1
+                if not done:
+                    break
+                if body and body[0] == 0xe8:
+                    self.sbs.append((body[1], bytes(body[2:])))
+                i = j + 2
+            else:
+                i += 2
+        self.pending = buf[i:]
+
+    def poll(self, timeout=0.0):
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        if not r:
+            return False
+        try:
+            chunk = self.sock.recv(65536)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.closed = True
+            return False
+        self.rx += chunk
+        self.pending += chunk
+        self._parse()
+        return True
+
+    def wait_sb(self, cmd, timeout=5.0):
+        """Wait for a sub-command from the node; return its payload."""
+        end = time.monotonic() + timeout
+        while True:
+            for k, (c, p) in enumerate(self.sbs):
+                if c == cmd:
+                    del self.sbs[k]
+                    return p
+            left = end - time.monotonic()
+            if left <= 0 or self.closed:
+                return None
+            self.poll(min(left, 0.2))
+
+    def wait_closed(self, timeout=5.0):
+        end = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < end:
+            self.poll(0.1)
+        return self.closed
+
+    def wait_data(self, n, timeout=5.0):
+        end = time.monotonic() + timeout
+        while len(self.data) < n and time.monotonic() < end:
+            if self.closed:
+                break
+            self.poll(0.1)
+        out = bytes(self.data[:n])
+        del self.data[:n]
+        return out
+
+    def ready(self, timeout=5.0):
+        """Wait until the node said WILL-PROXY."""
+        p = self.wait_sb(0x47, timeout)
+        if p is None:
+            raise AssertionError("no WILL-PROXY; got %r" % self.sbs)
+        return self
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.closed = True
