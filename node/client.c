@@ -164,8 +164,12 @@ client_write(struct client *c, const void *buf, size_t len)
 		return;
 	if (c->out == NULL)
 		c->out = evbuffer_new();
-	if (evbuffer_get_length(c->out) + len >
-	    server_conf->console_client_buffer + CLIENT_WRITE_MAX) {
+	/*
+	 * One large reply (a listing, a replay) may go over the limit; a
+	 * client that keeps being sent messages while it reads nothing may
+	 * not.
+	 */
+	if (evbuffer_get_length(c->out) > server_conf->console_client_buffer) {
 		log_warnx("client %u %s: output buffer full; disconnecting",
 		    c->id, c->addr);
 		server_stats.client_stuck++;

@@ -686,7 +686,7 @@ console_log_activity(struct console *con, const char *fmt, ...)
 	va_end(ap);
 	gmtime_r(&server_now, &tm);
 	strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S UTC", &tm);
-	logfile_printf(con->log, "\r\n[-- %s -- %s --]\r\n", msg, stamp);
+	logfile_printf(con->log, "[-- %s -- %s --]\r\n", msg, stamp);
 	free(msg);
 }
 

@@ -88,7 +88,7 @@ log_vwarn(int pri, const char *fmt, va_list ap)
 	} else if (asprintf(&nfmt, "%s: %s", fmt, strerror(saved_errno)) == -1)
 		nfmt = NULL;
 	if (nfmt == NULL) {
-		log_vwrite(pri, fmt != NULL ? fmt : "", ap);
+		log_vwrite(pri, fmt != NULL ? fmt : "%s", ap);
 	} else {
 		log_vwrite(pri, nfmt, ap);
 		free(nfmt);

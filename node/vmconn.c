@@ -338,7 +338,12 @@ vmconn_read_cb(evutil_socket_t fd, short events, void *arg)
 		log_warnx("%s: telnet protocol error: %s; closing",
 		    vmconn_name(v), v->tn.error);
 		vmconn_close(v, "protocol error");
+		return;
 	}
+	/* Our DO VMWARE-TELNET-EXT refused (WONT): not an ESXi host. */
+	if (v->role == VMCONN_UNBOUND && !(v->flags & VMCONN_DEAD) &&
+	    (v->tn.him[TOI_VMWARE] & TQ_STATE) == TQ_NO)
+		vmconn_tn_option(v, TELOPT_VMWARE, 1, 0);
 }
 
 /* Pause reading (data held before binding reached [vm] hold). */
