@@ -28,6 +28,21 @@
 
 #include "vspcd.h"
 
+static char	**overrides;
+static u_int	  noverrides;
+
+static void
+free_overrides(void)
+{
+	u_int	i;
+
+	for (i = 0; i < noverrides; i++)
+		free(overrides[i]);
+	free(overrides);
+	overrides = NULL;
+	noverrides = 0;
+}
+
 static void __attribute__((__noreturn__))
 usage(void)
 {
@@ -41,8 +56,8 @@ main(int argc, char **argv)
 {
 	struct config	 *conf;
 	const char	 *file = NULL;
-	char		 *err = NULL, **overrides = NULL;
-	u_int		  noverrides = 0, i;
+	char		 *err = NULL;
+	u_int		  i;
 	int		  ch, debug = 0, check = 0, verbose = 0;
 
 	while ((ch = getopt(argc, argv, "df:no:vV")) != -1) {
@@ -74,26 +89,21 @@ main(int argc, char **argv)
 	if (optind != argc)
 		usage();
 
+	atexit(free_overrides);
 	log_init(1, LOG_DAEMON);
 	log_setverbose(check ? 0 : verbose);
 
 	conf = config_default();
 	if (file == NULL && access(VSPCD_CONF, F_OK) == 0)
 		file = VSPCD_CONF;
-	if (file != NULL && config_load(conf, file, &err) == -1) {
-		fprintf(stderr, "%s\n", err);
-		return (1);
-	}
+	if (file != NULL && config_load(conf, file, &err) == -1)
+		goto bad;
 	for (i = 0; i < noverrides; i++) {
-		if (config_set(conf, overrides[i], &err) == -1) {
-			fprintf(stderr, "%s\n", err);
-			return (1);
-		}
+		if (config_set(conf, overrides[i], &err) == -1)
+			goto bad;
 	}
-	if (config_check(conf, &err) == -1) {
-		fprintf(stderr, "%s\n", err);
-		return (1);
-	}
+	if (config_check(conf, &err) == -1)
+		goto bad;
 	if (check) {
 		if (verbose)
 			config_print(conf, stdout);
@@ -111,8 +121,11 @@ main(int argc, char **argv)
 		return (1);
 	server_loop();
 	config_free(server_conf);
-	for (i = 0; i < noverrides; i++)
-		free(overrides[i]);
-	free(overrides);
 	return (0);
+
+bad:
+	fprintf(stderr, "%s\n", err);
+	free(err);
+	config_free(conf);
+	return (1);
 }
