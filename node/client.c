@@ -29,6 +29,8 @@
  * slows the VM.
  */
 
+#include <netinet/tcp.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -55,6 +57,7 @@ client_create(int fd, enum client_kind kind, const struct client_proto *proto,
     const struct sockaddr *sa)
 {
 	struct client	*c;
+	int		 one = 1;
 
 	c = xcalloc(1, sizeof *c);
 	c->id = ++client_next_id;
@@ -66,6 +69,8 @@ client_create(int fd, enum client_kind kind, const struct client_proto *proto,
 		addr_fmt(sa, c->addr, sizeof c->addr);
 	else
 		snprintf(c->addr, sizeof c->addr, "local");
+	/* People type one key at a time: no Nagle delay on the echo. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->ev_read = event_new(server_base, fd, EV_READ|EV_PERSIST,
 	    client_read_cb, c);
 	c->ev_write = event_new(server_base, fd, EV_WRITE, client_write_cb,

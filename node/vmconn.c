@@ -30,6 +30,8 @@
  * not take is buffered, so an idle connection holds no buffer.
  */
 
+#include <netinet/tcp.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,7 @@ static const char vmconn_not_esxi[] = "This is a VMware virtual serial port "
 
 static void	vmconn_read_cb(evutil_socket_t, short, void *);
 static void	vmconn_write_cb(evutil_socket_t, short, void *);
+static void	vmconn_uncork(struct vmconn *);
 static void	vmconn_timeout_cb(evutil_socket_t, short, void *);
 static void	vmconn_tn_data(void *, const u_char *, size_t);
 static void	vmconn_tn_sb(void *, u_char, const u_char *, size_t);
@@ -92,6 +95,7 @@ vmconn_create(int fd, const struct sockaddr *sa)
 {
 	struct vmconn	*v;
 	struct timeval	 tv;
+	int		 one = 1;
 
 	v = xcalloc(1, sizeof *v);
 	v->id = ++vmconn_next_id;
@@ -116,12 +120,16 @@ vmconn_create(int fd, const struct sockaddr *sa)
 	    TELNET_MASK(TOI_BINARY)|TELNET_MASK(TOI_SGA)|TELNET_MASK(TOI_ECHO),
 	    TELNET_MASK(TOI_BINARY)|TELNET_MASK(TOI_SGA)|
 	    TELNET_MASK(TOI_VMWARE), server_conf->vm_sb_max);
+	/* The offer goes out in one segment, and small replies at once. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	v->flags |= VMCONN_CORK;
 	telnet_request(&v->tn, TELOPT_BINARY, 0, 1);
 	telnet_request(&v->tn, TELOPT_SGA, 0, 1);
 	telnet_request(&v->tn, TELOPT_ECHO, 0, 1);
 	telnet_request(&v->tn, TELOPT_BINARY, 1, 1);
 	telnet_request(&v->tn, TELOPT_SGA, 1, 1);
 	telnet_request(&v->tn, TELOPT_VMWARE, 1, 1);
+	vmconn_uncork(v);
 	log_debug("%s: connected", vmconn_name(v));
 	return (v);
 }
@@ -205,7 +213,7 @@ vmconn_write_raw(struct vmconn *v, const u_char *buf, size_t len)
 
 	if (v->flags & VMCONN_DEAD || len == 0)
 		return;
-	if (vmconn_pending(v) == 0) {
+	if (vmconn_pending(v) == 0 && !(v->flags & VMCONN_CORK)) {
 		do {
 			n = write(v->fd, buf, len);
 		} while (n == -1 && errno == EINTR);
@@ -225,6 +233,8 @@ vmconn_write_raw(struct vmconn *v, const u_char *buf, size_t len)
 	if (v->out == NULL)
 		v->out = evbuffer_new();
 	evbuffer_add(v->out, buf, len);
+	if (v->flags & VMCONN_CORK)
+		return;
 	if (v->ev_write == NULL)
 		v->ev_write = event_new(server_base, v->fd, EV_WRITE,
 		    vmconn_write_cb, v);
@@ -232,6 +242,15 @@ vmconn_write_raw(struct vmconn *v, const u_char *buf, size_t len)
 		v->flags |= VMCONN_WRITE_WAIT;
 		event_add(v->ev_write, NULL);
 	}
+}
+
+/* Send what was queued while corked, in as few writes as possible. */
+static void
+vmconn_uncork(struct vmconn *v)
+{
+	v->flags &= ~VMCONN_CORK;
+	if (vmconn_pending(v) != 0 && !(v->flags & VMCONN_WRITE_WAIT))
+		vmconn_write_cb(v->fd, EV_WRITE, v);
 }
 
 static void
@@ -319,6 +338,7 @@ vmconn_read_cb(evutil_socket_t fd, short events, void *arg)
 	static u_char	 buf[65536];
 	struct vmconn	*v = arg;
 	ssize_t		 n;
+	int		 rc;
 
 	n = read(fd, buf, sizeof buf);
 	if (n == -1) {
@@ -333,7 +353,12 @@ vmconn_read_cb(evutil_socket_t fd, short events, void *arg)
 	}
 	v->bytes_in += n;
 	server_stats.vm_bytes_in += n;
-	if (telnet_input(&v->tn, buf, n) == -1 && !(v->flags & VMCONN_DEAD)) {
+	/* Everything this read makes us say goes out in one write. */
+	v->flags |= VMCONN_CORK;
+	rc = telnet_input(&v->tn, buf, n);
+	if (!(v->flags & VMCONN_DEAD))
+		vmconn_uncork(v);
+	if (rc == -1 && !(v->flags & VMCONN_DEAD)) {
 		server_stats.vm_protocol_errors++;
 		log_warnx("%s: telnet protocol error: %s; closing",
 		    vmconn_name(v), v->tn.error);

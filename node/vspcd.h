@@ -675,6 +675,7 @@ struct vmconn {
 #define VMCONN_PEERING		0x20	/* PEER under lookup. */
 #define VMCONN_WRITE_WAIT	0x40
 #define VMCONN_EOF		0x80	/* Peer closed; flushing. */
+#define VMCONN_CORK		0x100	/* Queue output; one write later. */
 
 	struct event		*ev_read;
 	struct event		*ev_write;

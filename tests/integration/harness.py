@@ -108,6 +108,25 @@ class Node:
                 return False
         return True
 
+    def listing(self):
+        """The console port's list of consoles, as bytes."""
+        c = Console(self)
+        try:
+            c.read_until(b"? lists): ")
+            c.send("?\r")
+            return c.read_until(b"? lists): ")
+        finally:
+            c.close()
+
+    def wait_listed(self, name, count=1, timeout=10):
+        """Wait until name appears count times in the console list.  An
+        ESXi host is told WILL-PROXY before it has sent its VM's name, so
+        a simulator's "ready" comes a moment before the console exists."""
+        if isinstance(name, str):
+            name = name.encode()
+        wait_for(lambda: self.listing().count(name) >= count, timeout,
+                 "%r listed %d times" % (name, count))
+
     def log(self):
         try:
             with open(self.stderr_path, "rb") as f:

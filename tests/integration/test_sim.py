@@ -25,6 +25,7 @@ class Sim(harness.NodeTest):
             s.cmd("pattern 0 " + mode)
         s.cmd("connect 0")
         s.expect(r"^ready 0 vm-00000")
+        self.node.wait_listed("vm-00000")
         return s
 
     def stats(self, s, i=0):
@@ -116,11 +117,8 @@ class Sim(harness.NodeTest):
         s = self.sim(["-q", "-n", str(n), "-p", "bulk-"])
         m = s.expect(r"^allready (\d+) ", timeout=30)
         self.assertEqual(int(m.group(1)), n)
-        p = self.console()
-        p.read_until(b"? lists): ")
-        p.send("?\r")
-        listing = p.read_until(b"? lists): ", timeout=10)
-        self.assertEqual(listing.count(b"bulk-"), n)
+        self.node.wait_listed("bulk-", n)
+        self.assertEqual(self.node.listing().count(b"bulk-"), n)
         for i in range(n):
             s.cmd("vmotion %d ok simultaneous" % i)
         ok = 0
