@@ -195,6 +195,25 @@ class VMotion(harness.NodeTest):
         dst = FakeVM(self.node, uuid=src.uuid, name="vm-a", peer=tok)
         self.assertEqual(dst.wait_sb(PEER_OK), tok[:4])
 
+    def test_secret_with_iac(self):
+        # Secrets are random: migrate until one holds 0xff (1 in 32 for
+        # 8 bytes), and check that it survives escaping both ways.
+        vm = self.start_vm()
+        p = self.person("vm-a")
+        for k in range(2000):
+            tok = self.begin(vm, bytes([k & 0xff, 1, 2, 3]))
+            if b"\xff" in tok[4:]:
+                break
+            vm.sbcmd(ABORT)
+        else:
+            self.fail("no secret with 0xff in 2000 vMotions")
+        dst = FakeVM(self.node, uuid=vm.uuid, name="vm-a", peer=tok)
+        self.assertEqual(dst.wait_sb(PEER_OK), tok[:4])
+        vm.close()
+        dst.sbcmd(COMPLETE, tok[:4])
+        dst.send(b"iac-secret-ok\r\n")
+        p.read_until(b"iac-secret-ok\r\n")
+
     def test_many_vms_migrate_at_once(self):
         n = 100
         vms = [FakeVM(self.node, name="many-%03d" % i) for i in range(n)]
