@@ -45,6 +45,49 @@ enum store_status {
 	STORE_STATUS_MAX
 };
 
+/* A node as the registry knows it. */
+struct store_node {
+	char		 id[64];
+	char		 peer[128];	/* host:port of its peer link. */
+	char		 version[32];
+	char		 state[16];	/* active, draining, upgrading. */
+	int64_t		 started;	/* Unix time. */
+	int64_t		 heartbeat;	/* Unix time of its last refresh. */
+	uint32_t	 consoles;
+	uint32_t	 clients;
+};
+
+/* A console as the shared state knows it. */
+struct store_console {
+	char		 key[128];
+	char		 owner[64];	/* Node ID, "" if none. */
+	uint64_t	 epoch;
+	char		 name[256];
+	char		 state[16];	/* connected, disconnected, vmotion. */
+	int64_t		 since;		/* Unix time connected, or 0. */
+};
+
+/* Something another node did, pushed to every node. */
+enum store_event_type {
+	STORE_EV_CONSOLE,	/* A console's record changed (console set). */
+	STORE_EV_CONSOLE_GONE,	/* A console was forgotten (key). */
+	STORE_EV_NODE_UP,	/* A node registered (node set). */
+	STORE_EV_NODE_DOWN,	/* A node left or its record expired. */
+	STORE_EV_RESYNC,	/* Events may have been missed: rescan. */
+	STORE_EV_CONNECTED,	/* The store is reachable (again). */
+	STORE_EV_DISCONNECTED,	/* The store cannot be reached. */
+	STORE_EV_MAX
+};
+
+struct store_event {
+	enum store_event_type	 type;
+	const struct store_console *console;
+	const struct store_node	*node;
+	const char		*key;
+};
+
+typedef void	(*store_event_cb)(const struct store_event *, void *);
+
 /* What a token resolves to. */
 struct store_token {
 	char		 console[128];	/* Console key. */
@@ -56,6 +99,12 @@ typedef void	(*store_done_cb)(enum store_status, void *);
 typedef void	(*store_token_cb)(enum store_status, const struct store_token *,
 		    void *);
 typedef void	(*store_claim_cb)(enum store_status, uint64_t, void *);
+typedef void	(*store_console_cb)(enum store_status,
+		    const struct store_console *, void *);
+typedef void	(*store_consoles_cb)(enum store_status,
+		    const struct store_console *, size_t, void *);
+typedef void	(*store_nodes_cb)(enum store_status, const struct store_node *,
+		    size_t, void *);
 
 struct store_ops {
 	const char	*name;
@@ -68,15 +117,34 @@ struct store_ops {
 		    uint64_t, store_claim_cb, void *);
 	void	(*console_release)(struct store *, const char *, uint64_t);
 	void	(*free)(struct store *);
+
+	/*
+	 * Cluster state.  A single-node store answers these from its own
+	 * tables (one node, its own consoles).
+	 */
+	void	(*console_update)(struct store *, const struct store_console *);
+	void	(*console_get)(struct store *, const char *, store_console_cb,
+		    void *);
+	void	(*console_list)(struct store *, store_consoles_cb, void *);
+	void	(*node_update)(struct store *, const struct store_node *);
+	void	(*node_list)(struct store *, store_nodes_cb, void *);
+	void	(*set_events)(struct store *, store_event_cb, void *);
 };
 
 struct store {
 	const struct store_ops	*ops;
 	char			*node;	/* This node's identifier. */
+	int			 shared;	/* Other nodes see it. */
+	int			 connected;	/* Reachable now. */
 	void			*impl;
 };
 
+struct config;
+struct event_base;
+
 struct store	*store_local_create(const char *);
+struct store	*store_redis_create(struct event_base *, const struct config *,
+		    char **);
 
 const char	*store_status_string(enum store_status);
 
@@ -99,5 +167,17 @@ const char	*store_status_string(enum store_status);
 	((s)->ops->console_release((s), (k), (e)))
 #define store_free(s) \
 	((s)->ops->free(s))
+#define store_console_update(s, c) \
+	((s)->ops->console_update((s), (c)))
+#define store_console_get(s, k, cb, a) \
+	((s)->ops->console_get((s), (k), (cb), (a)))
+#define store_console_list(s, cb, a) \
+	((s)->ops->console_list((s), (cb), (a)))
+#define store_node_update(s, n) \
+	((s)->ops->node_update((s), (n)))
+#define store_node_list(s, cb, a) \
+	((s)->ops->node_list((s), (cb), (a)))
+#define store_set_events(s, cb, a) \
+	((s)->ops->set_events((s), (cb), (a)))
 
 #endif /* STORE_H */

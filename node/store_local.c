@@ -49,13 +49,19 @@ struct local_console {
 	struct hmap_entry	 entry;
 	char			*key;
 	uint64_t		 epoch;
+	struct store_console	 rec;
+	TAILQ_ENTRY(local_console) qentry;
 };
+TAILQ_HEAD(local_consoles, local_console);
 
 struct local_store {
 	struct hmap		 tokens;
 	struct local_tokens	 queue;
 	struct hmap		 consoles;
+	struct local_consoles	 console_list;
 	uint64_t		 epoch;
+	struct store_node	 node;
+	int			 have_node;
 };
 
 static time_t
@@ -185,7 +191,9 @@ local_console_claim(struct store *s, const char *key, const char *node,
 	if ((e = hmap_find(&ls->consoles, key)) == NULL) {
 		lc = xcalloc(1, sizeof *lc);
 		lc->key = xstrdup(key);
+		snprintf(lc->rec.key, sizeof lc->rec.key, "%s", key);
 		hmap_insert(&ls->consoles, &lc->entry, lc->key);
+		TAILQ_INSERT_TAIL(&ls->console_list, lc, qentry);
 	} else
 		lc = hmap_data(e, struct local_console, entry);
 
@@ -194,6 +202,8 @@ local_console_claim(struct store *s, const char *key, const char *node,
 	 * still moves so that the numbers mean the same as in a cluster.
 	 */
 	lc->epoch = ++ls->epoch;
+	lc->rec.epoch = lc->epoch;
+	snprintf(lc->rec.owner, sizeof lc->rec.owner, "%s", node);
 	cb(STORE_OK, lc->epoch, arg);
 }
 
@@ -210,8 +220,77 @@ local_console_release(struct store *s, const char *key, uint64_t epoch)
 	if (lc->epoch != epoch)
 		return;
 	hmap_remove(&ls->consoles, e);
+	TAILQ_REMOVE(&ls->console_list, lc, qentry);
 	free(lc->key);
 	free(lc);
+}
+
+static void
+local_console_update(struct store *s, const struct store_console *rec)
+{
+	struct local_store	*ls = s->impl;
+	struct hmap_entry	*e;
+	struct local_console	*lc;
+
+	if ((e = hmap_find(&ls->consoles, rec->key)) == NULL)
+		return;
+	lc = hmap_data(e, struct local_console, entry);
+	if (lc->epoch != rec->epoch)
+		return;
+	lc->rec = *rec;
+}
+
+static void
+local_console_get(struct store *s, const char *key, store_console_cb cb,
+    void *arg)
+{
+	struct local_store	*ls = s->impl;
+	struct hmap_entry	*e;
+
+	if ((e = hmap_find(&ls->consoles, key)) == NULL) {
+		cb(STORE_NOTFOUND, NULL, arg);
+		return;
+	}
+	cb(STORE_OK, &hmap_data(e, struct local_console, entry)->rec, arg);
+}
+
+static void
+local_console_list(struct store *s, store_consoles_cb cb, void *arg)
+{
+	struct local_store	*ls = s->impl;
+	struct local_console	*lc;
+	struct store_console	*recs = NULL;
+	size_t			 n = 0;
+
+	TAILQ_FOREACH(lc, &ls->console_list, qentry) {
+		recs = xreallocarray(recs, n + 1, sizeof *recs);
+		recs[n++] = lc->rec;
+	}
+	cb(STORE_OK, recs, n, arg);
+	free(recs);
+}
+
+static void
+local_node_update(struct store *s, const struct store_node *node)
+{
+	struct local_store	*ls = s->impl;
+
+	ls->node = *node;
+	ls->have_node = 1;
+}
+
+static void
+local_node_list(struct store *s, store_nodes_cb cb, void *arg)
+{
+	struct local_store	*ls = s->impl;
+
+	cb(STORE_OK, &ls->node, ls->have_node, arg);
+}
+
+static void
+local_set_events(struct store *s, store_event_cb cb, void *arg)
+{
+	/* Nothing happens elsewhere: there is no elsewhere. */
 }
 
 static void
@@ -229,6 +308,7 @@ local_free(struct store *s)
 		while ((e = ls->consoles.b[i]) != NULL) {
 			lc = hmap_data(e, struct local_console, entry);
 			hmap_remove(&ls->consoles, e);
+			TAILQ_REMOVE(&ls->console_list, lc, qentry);
 			free(lc->key);
 			free(lc);
 		}
@@ -247,7 +327,13 @@ static const struct store_ops local_ops = {
 	local_token_del,
 	local_console_claim,
 	local_console_release,
-	local_free
+	local_free,
+	local_console_update,
+	local_console_get,
+	local_console_list,
+	local_node_update,
+	local_node_list,
+	local_set_events
 };
 
 /* Create the in-process store for node. */
@@ -261,10 +347,12 @@ store_local_create(const char *node)
 	hmap_init(&ls->tokens);
 	hmap_init(&ls->consoles);
 	TAILQ_INIT(&ls->queue);
+	TAILQ_INIT(&ls->console_list);
 
 	s = xcalloc(1, sizeof *s);
 	s->ops = &local_ops;
 	s->node = xstrdup(node);
+	s->connected = 1;
 	s->impl = ls;
 	return (s);
 }

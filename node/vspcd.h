@@ -382,6 +382,12 @@ struct config {
 	char		*cluster_secret_file;
 	char		*cluster_peer_listen;
 	char		*cluster_peer_advertise;
+	char		*cluster_sentinel_password;
+	u_int		 cluster_heartbeat;	/* Seconds between refreshes. */
+	u_int		 cluster_node_timeout;	/* Node record lifetime. */
+	u_int		 cluster_redis_timeout;	/* Seconds per command. */
+	u_int		 cluster_peer_ping;	/* Seconds between pings. */
+	size_t		 cluster_peer_frame_max;
 
 	/* [http] */
 	char		*http_listen;
@@ -733,6 +739,41 @@ void		 cmdline_accept(int, const struct sockaddr *);
 /* compat.c: the compatibility port (vSPCClient and VMware client). */
 extern const struct client_proto compat_proto;
 void		 compat_accept(int, const struct sockaddr *);
+
+/*
+ * peer.c: links to the other nodes of a cluster (proto/vspc.proto).
+ * Frames are a 4-byte big-endian length and an Envelope.  A link is
+ * usable once both Hellos and HelloAuths checked out; until then nothing
+ * else is accepted.  Outbound links reconnect with backoff while the node
+ * is wanted (peer_want); inbound ones are accepted from any address that
+ * passes the handshake.  One link per pair of nodes: when both dial at
+ * once, the one dialled by the lower node ID stays.
+ */
+#define PEER_PROTOCOL		1
+#define PEER_FRAME_MAX_DEFAULT	(8 * 1024 * 1024)
+struct Vspc__Envelope;
+struct peer;
+int		 peer_init(struct config *, char **);
+void		 peer_shutdown(void);
+void		 peer_want(const char *, const char *);
+void		 peer_unwant(const char *);
+struct peer	*peer_find(const char *);
+int		 peer_send(struct peer *, const struct Vspc__Envelope *);
+size_t		 peer_queued(const struct peer *);
+const char	*peer_node(const struct peer *);
+const char	*peer_addr(const struct peer *);
+void		*peer_get_data(const struct peer *);
+void		 peer_set_data(struct peer *, void *);
+u_int		 peer_count(void);
+
+/*
+ * cluster.c: what makes several nodes one concentrator: console ownership
+ * in the shared store, people forwarded to the owner over the peer link,
+ * vMotion across nodes.  These hooks are called by peer.c.
+ */
+void		 cluster_peer_up(struct peer *);
+void		 cluster_peer_down(struct peer *);
+void		 cluster_peer_message(struct peer *, struct Vspc__Envelope *);
 
 /* server.c */
 extern struct event_base	*server_base;
