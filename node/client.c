@@ -69,6 +69,9 @@ client_create(int fd, enum client_kind kind, const struct client_proto *proto,
 		addr_fmt(sa, c->addr, sizeof c->addr);
 	else
 		snprintf(c->addr, sizeof c->addr, "local");
+	TAILQ_INSERT_TAIL(&all_clients, c, gentry);
+	if (fd == -1)
+		return (c);	/* A person on another node: no socket here. */
 	/* People type one key at a time: no Nagle delay on the echo. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->ev_read = event_new(server_base, fd, EV_READ|EV_PERSIST,
@@ -76,7 +79,6 @@ client_create(int fd, enum client_kind kind, const struct client_proto *proto,
 	c->ev_write = event_new(server_base, fd, EV_WRITE, client_write_cb,
 	    c);
 	event_add(c->ev_read, NULL);
-	TAILQ_INSERT_TAIL(&all_clients, c, gentry);
 	server_stats.client_accepted++;
 	return (c);
 }
@@ -108,8 +110,11 @@ client_kill(struct client *c)
 	c->flags &= ~CLIENT_STREAM;
 	if (c->console != NULL)
 		console_detach(c->console, c, NULL);
-	event_del(c->ev_read);
-	event_del(c->ev_write);
+	cluster_client_gone(c);
+	if (c->ev_read != NULL)
+		event_del(c->ev_read);
+	if (c->ev_write != NULL)
+		event_del(c->ev_write);
 	TAILQ_INSERT_TAIL(&dead_clients, c, dentry);
 	server_reap_later();
 }
@@ -129,8 +134,11 @@ client_close(struct client *c, const char *reason)
 		console_detach(c->console, c, reason);
 	c->flags |= CLIENT_CLOSING;
 	c->flags &= ~CLIENT_STREAM;
-	event_del(c->ev_read);
-	if (c->out == NULL || evbuffer_get_length(c->out) == 0) {
+	cluster_client_gone(c);
+	if (c->ev_read != NULL)
+		event_del(c->ev_read);
+	if (c->fd == -1 || c->out == NULL ||
+	    evbuffer_get_length(c->out) == 0) {
 		client_kill(c);
 		return;
 	}
@@ -150,12 +158,15 @@ client_reap(struct client *unused)
 		TAILQ_REMOVE(&all_clients, c, gentry);
 		if (c->proto != NULL && c->proto->free != NULL)
 			c->proto->free(c);
-		event_free(c->ev_read);
-		event_free(c->ev_write);
+		if (c->ev_read != NULL)
+			event_free(c->ev_read);
+		if (c->ev_write != NULL)
+			event_free(c->ev_write);
 		if (c->out != NULL)
 			evbuffer_free(c->out);
 		telnet_free(&c->tn);
-		close(c->fd);
+		if (c->fd != -1)
+			close(c->fd);
 		free(c->user);
 		free(c);
 	}
@@ -167,6 +178,10 @@ client_write(struct client *c, const void *buf, size_t len)
 {
 	if (c->flags & (CLIENT_DEAD|CLIENT_CLOSING) || len == 0)
 		return;
+	if (c->kind == CLIENT_REMOTE) {
+		cluster_remote_write(c, buf, len);
+		return;
+	}
 	if (c->out == NULL)
 		c->out = evbuffer_new();
 	/*
@@ -219,6 +234,8 @@ client_send_out(struct client *c)
 		c->bytes_out += n;
 		server_stats.client_bytes_out += n;
 		c->stuck_since = 0;
+		if (c->cluster != NULL)
+			cluster_fwd_drained(c, n);
 	}
 	return (1);
 }
@@ -348,6 +365,10 @@ client_flush(struct client *c)
 
 	if (c->flags & (CLIENT_DEAD|CLIENT_WRITE_WAIT))
 		return;
+	if (c->kind == CLIENT_REMOTE) {
+		cluster_remote_flush(c);
+		return;
+	}
 	r = client_send_out(c);
 	if (r == 1 && (c->flags & CLIENT_STREAM) && c->console != NULL)
 		r = client_send_history(c);
@@ -430,6 +451,11 @@ client_input_to_vm(struct client *c, const u_char *buf, size_t len)
 
 	if (con == NULL || len == 0)
 		return;
+	if (cluster_client_forwarded(c)) {
+		/* The console's owner decides who writes. */
+		cluster_fwd_input(c, buf, len);
+		return;
+	}
 	if (!(c->flags & CLIENT_WRITE)) {
 		server_stats.input_dropped += len;
 		return;
@@ -480,4 +506,19 @@ client_shutdown(const char *why)
 		client_kill(c);
 	}
 	client_reap(NULL);
+}
+
+/*
+ * Queue console output relayed from another node.  Not bound by
+ * [console] client_buffer: the credit the owner was given bounds it.
+ */
+void
+client_write_data(struct client *c, const void *buf, size_t len)
+{
+	if (c->flags & (CLIENT_DEAD|CLIENT_CLOSING) || len == 0)
+		return;
+	if (c->out == NULL)
+		c->out = evbuffer_new();
+	evbuffer_add(c->out, buf, len);
+	client_flush(c);
 }

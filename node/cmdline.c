@@ -38,6 +38,7 @@ enum cmdline_state {
 	CMDLINE_SELECT,		/* Asking which console. */
 	CMDLINE_ATTACHED,	/* Bytes go to the VM. */
 	CMDLINE_MENU,		/* Escape prompt open. */
+	CMDLINE_WAIT,		/* Waiting for another node's answer. */
 	CMDLINE_STATE_MAX
 };
 
@@ -51,6 +52,8 @@ struct cmdline {
 static void	cmdline_input(struct client *, const u_char *, size_t);
 static void	cmdline_notice(struct client *, const char *);
 static void	cmdline_free(struct client *);
+static void	cmdline_attached(struct client *, enum attach_result,
+		    const char *);
 static void	cmdline_tn_data(void *, const u_char *, size_t);
 static void	cmdline_tn_sb(void *, u_char, const u_char *, size_t);
 static void	cmdline_tn_option(void *, u_char, int, int);
@@ -61,7 +64,8 @@ const struct client_proto cmdline_proto = {
 	"console",
 	cmdline_input,
 	cmdline_notice,
-	cmdline_free
+	cmdline_free,
+	cmdline_attached
 };
 
 static const struct telnet_ops cmdline_telnet_ops = {
@@ -166,8 +170,8 @@ cmdline_list(struct client *c)
 		client_printf(c, "no consoles yet\r\n");
 		return;
 	}
-	client_printf(c, "%-24s %-44s %-12s %s\r\n", "NAME", "CONSOLE",
-	    "STATE", "PEOPLE");
+	client_printf(c, "%-24s %-44s %-12s %-12s %s\r\n", "NAME", "CONSOLE",
+	    "STATE", "NODE", "PEOPLE");
 	TAILQ_FOREACH(con, &all_consoles, gentry) {
 		w = s = 0;
 		TAILQ_FOREACH(o, &con->clients, centry) {
@@ -176,9 +180,15 @@ cmdline_list(struct client *c)
 			else
 				s++;
 		}
-		client_printf(c, "%-24s %-44s %-12s %u writing, %u watching"
-		    "\r\n", con->name != NULL ? con->name : "-", con->key,
-		    console_state(con), w, s);
+		if (con->flags & CONSOLE_REMOTE)
+			client_printf(c, "%-24s %-44s %-12s %-12s -\r\n",
+			    con->name != NULL ? con->name : "-", con->key,
+			    console_state(con), cluster_node_of(con));
+		else
+			client_printf(c, "%-24s %-44s %-12s %-12s %u writing, "
+			    "%u watching\r\n", con->name != NULL ? con->name :
+			    "-", con->key, console_state(con),
+			    cluster_node_of(con), w, s);
 	}
 }
 
@@ -243,22 +253,45 @@ cmdline_select(struct client *c, char *line)
 		cmdline_prompt(c);
 		return;
 	}
+	cl->state = CMDLINE_WAIT;
 	r = console_attach(con, c, mode);
+	if (r == ATTACH_PENDING)
+		return;
+	cmdline_attached(c, r, NULL);
+}
+
+/* An attach was decided, here or by the console's node. */
+static void
+cmdline_attached(struct client *c, enum attach_result r, const char *why)
+{
+	struct cmdline	*cl = c->proto_data;
+	struct console	*con = c->console;
+
+	if (cl == NULL || cl->state != CMDLINE_WAIT)
+		return;
 	switch (r) {
 	case ATTACHED_WRITER:
 	case ATTACHED_SPY:
 	case ATTACHED_RO:
 		break;
 	default:
-		client_printf(c, "[%s]\r\n", attach_result_string(r));
+		cl->state = CMDLINE_SELECT;
+		client_printf(c, "[%s]\r\n", why != NULL ? why :
+		    attach_result_string(r));
 		cmdline_prompt(c);
 		return;
 	}
 	cl->state = CMDLINE_ATTACHED;
 	cl->last_cr = 0;
-	client_printf(c, "[%s to %s (%s)%s]\r\n", attach_result_string(r),
-	    con->name != NULL ? con->name : "-", con->key,
-	    con->vm == NULL ? "; VM not connected" : "");
+	if (con != NULL && (con->flags & CONSOLE_REMOTE))
+		client_printf(c, "[%s to %s (%s) on node %s]\r\n",
+		    attach_result_string(r), con->name != NULL ? con->name :
+		    "-", con->key, cluster_node_of(con));
+	else if (con != NULL)
+		client_printf(c, "[%s to %s (%s)%s]\r\n",
+		    attach_result_string(r), con->name != NULL ? con->name :
+		    "-", con->key, con->vm == NULL ? "; VM not connected" :
+		    "");
 	cmdline_stream(c);
 }
 
@@ -277,6 +310,45 @@ cmdline_who(struct client *c)
 		    o->last_input), (unsigned long long)o->skipped,
 		    o == c ? " (you)" : "");
 	}
+}
+
+/*
+ * Escape commands of a person whose console is on another node: the
+ * owner does them.  Returns 1 if the command was one of those.
+ */
+static int
+cmdline_menu_remote(struct client *c, const char *cmd, const char *arg)
+{
+	long	n;
+	int	rc;
+
+	if (strcmp(cmd, "s") == 0 || strcmp(cmd, "spy") == 0)
+		rc = cluster_fwd_mode(c, ATTACH_SPY, 0, 0);
+	else if (strcmp(cmd, "w") == 0 || strcmp(cmd, "write") == 0 ||
+	    strcmp(cmd, "a") == 0 || strcmp(cmd, "attach") == 0)
+		rc = cluster_fwd_mode(c, ATTACH_DEFAULT, 0, 0);
+	else if (strcmp(cmd, "f") == 0 || strcmp(cmd, "force") == 0)
+		rc = cluster_fwd_mode(c, ATTACH_FORCE, 0, 0);
+	else if (strcmp(cmd, "b") == 0 || strcmp(cmd, "break") == 0)
+		rc = cluster_fwd_mode(c, ATTACH_DEFAULT, 0, 1);
+	else if (strcmp(cmd, "r") == 0 || strcmp(cmd, "replay") == 0) {
+		n = server_conf->console_replay_lines;
+		if (arg != NULL && *arg != '\0') {
+			n = strtol(arg, NULL, 10);
+			if (n <= 0 || n > 100000)
+				n = server_conf->console_replay_lines;
+		}
+		rc = cluster_fwd_mode(c, ATTACH_DEFAULT, n, 0);
+	} else if (strcmp(cmd, "who") == 0) {
+		client_printf(c, "[the console is on node %s; ask there "
+		    "who is attached]\r\n", cluster_node_of(c->console));
+		rc = 0;
+	} else
+		return (0);
+	if (rc == -1)
+		client_printf(c, "[the console's node cannot be reached]\r\n");
+	cmdline_stream(c);
+	return (1);
 }
 
 static void
@@ -298,6 +370,8 @@ cmdline_menu(struct client *c, char *line)
 	while (isspace((u_char)*arg))
 		arg++;
 	cmd = strsep(&arg, " \t");
+	if (cluster_client_forwarded(c) && cmdline_menu_remote(c, cmd, arg))
+		return;
 	if (*cmd == '\0' || strcmp(cmd, "c") == 0 ||
 	    strcmp(cmd, "continue") == 0) {
 		client_printf(c, "[continue]\r\n");
@@ -420,6 +494,8 @@ cmdline_tn_data(void *arg, const u_char *buf, size_t len)
 	while (i < len) {
 		if (c->flags & (CLIENT_DEAD|CLIENT_CLOSING))
 			return;
+		if (cl->state == CMDLINE_WAIT)
+			return;		/* Typed before the answer: dropped. */
 		if (cl->state != CMDLINE_ATTACHED) {
 			if (cl->state == CMDLINE_MENU && cl->len == 0 &&
 			    buf[i] == esc) {

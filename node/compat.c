@@ -69,6 +69,8 @@ struct compat {
 	struct evbuffer		*in;		/* Pickle bytes to parse. */
 	char			*vm;		/* Name asked, or NULL. */
 	int			 list;		/* Asked for None. */
+	int			 lock;		/* Index in compat_locks. */
+	int			 pending;	/* Attach sent to another node. */
 };
 
 static void	compat_input(struct client *, const u_char *, size_t);
@@ -88,6 +90,9 @@ static void	compat_py_telnet(struct client *, const u_char *, size_t);
 static void	compat_vmw_list(struct client *);
 static void	compat_vmw_connect(struct client *, const u_char *, size_t);
 static void	compat_vmw_reply(struct client *, u_char);
+static void	compat_attached(struct client *, enum attach_result,
+		    const char *);
+static void	compat_py_attached(struct client *, enum attach_result);
 static void	compat_tn_data(void *, const u_char *, size_t);
 static void	compat_tn_sb(void *, u_char, const u_char *, size_t);
 static void	compat_tn_command(void *, u_char);
@@ -97,7 +102,8 @@ const struct client_proto compat_proto = {
 	"compat",
 	compat_input,
 	compat_notice,
-	compat_free
+	compat_free,
+	compat_attached
 };
 
 static const struct telnet_ops compat_telnet_ops = {
@@ -380,7 +386,6 @@ compat_py_answer(struct client *c, struct pickle_value *v)
 	struct evbuffer		*evb;
 	enum attach_mode	 mode = ATTACH_DEFAULT;
 	enum attach_result	 r;
-	const char		*applied;
 	char			*err;
 	size_t			 i;
 	int			 known = 0;
@@ -421,10 +426,33 @@ compat_py_answer(struct client *c, struct pickle_value *v)
 		return;
 	}
 
+	cp->lock = i;
+	/* Console output waits for the telnet phase (see compat_py_telnet). */
+	c->flags |= CLIENT_NOCREDIT;
+	evbuffer_free(evb);
 	r = console_attach(con, c, mode);
+	if (r == ATTACH_PENDING) {
+		cp->pending = 1;
+		return;
+	}
+	compat_py_attached(c, r);
+}
+
+/* The vSPC.py client's attach was decided (here or by another node). */
+static void
+compat_py_attached(struct client *c, enum attach_result r)
+{
+	struct compat		*cp = c->proto_data;
+	struct evbuffer		*evb;
+	const char		*applied;
+	int			 i = cp->lock;
+
+	evb = evbuffer_new();
+	if (evb == NULL)
+		fatalx("compat: evbuffer_new failed");
 	if (r != ATTACHED_WRITER && r != ATTACHED_SPY && r != ATTACHED_RO) {
-		log_info("compat %s: client %u: console %s: %s", c->addr,
-		    c->id, con->key, attach_result_string(r));
+		log_info("compat %s: client %u: %s", c->addr, c->id,
+		    attach_result_string(r));
 		pickle_put_str(evb, "lock_failed", 11);
 		compat_send(c, evb);
 		cp->phase = COMPAT_DONE;
@@ -445,9 +473,44 @@ compat_py_answer(struct client *c, struct pickle_value *v)
 		applied = compat_locks[i].name;
 	pickle_put_str(evb, "vm_found", 8);
 	pickle_put_str(evb, applied, strlen(applied));
-	compat_py_seed(c, evb);
+	if (cluster_client_forwarded(c)) {
+		struct evbuffer	*seed = cluster_fwd_seed(c);
+
+		/* The owner sent the replay with its answer. */
+		if (seed != NULL) {
+			pickle_put_str_lossy(evb, evbuffer_pullup(seed, -1),
+			    evbuffer_get_length(seed));
+			evbuffer_free(seed);
+		} else
+			pickle_put_str(evb, "", 0);
+	} else
+		compat_py_seed(c, evb);
 	compat_send(c, evb);
 	cp->phase = COMPAT_PY_WAIT;
+}
+
+/* An attach to a console on another node was answered. */
+static void
+compat_attached(struct client *c, enum attach_result r, const char *why)
+{
+	struct compat	*cp = c->proto_data;
+
+	if (cp == NULL || !cp->pending)
+		return;
+	cp->pending = 0;
+	if (why != NULL)
+		log_info("compat %s: client %u: %s", c->addr, c->id, why);
+	if (c->kind == CLIENT_VSPCPY) {
+		compat_py_attached(c, r);
+		return;
+	}
+	if (r != ATTACHED_WRITER && r != ATTACHED_SPY && r != ATTACHED_RO) {
+		compat_vmw_reply(c, VSPCADM_VM_PORT_DISCONNECTED);
+		return;
+	}
+	compat_vmw_reply(c, VSPCADM_VM_PORT_CONNECTED);
+	c->flags |= CLIENT_STREAM|CLIENT_ESCAPE;
+	client_flush(c);
 }
 
 /* Append the count and one dict per console. */
@@ -534,6 +597,8 @@ compat_py_telnet(struct client *c, const u_char *buf, size_t len)
 		if (compat_dead(c))
 			return;
 		c->flags |= CLIENT_STREAM|CLIENT_ESCAPE;
+		c->flags &= ~CLIENT_NOCREDIT;
+		cluster_fwd_grant(c);
 		client_flush(c);
 		if (compat_dead(c))
 			return;
@@ -622,7 +687,12 @@ compat_vmw_connect(struct client *c, const u_char *p, size_t len)
 	free(id);
 	if (c->console != NULL && c->console != con)
 		console_detach(c->console, c, "switched");
+	c->flags |= CLIENT_ESCAPE;
 	r = console_attach(con, c, mode);
+	if (r == ATTACH_PENDING) {
+		((struct compat *)c->proto_data)->pending = 1;
+		return;
+	}
 	if (r != ATTACHED_WRITER && r != ATTACHED_SPY && r != ATTACHED_RO) {
 		log_info("compat %s: client %u: console %s: %s", c->addr,
 		    c->id, con->key, attach_result_string(r));

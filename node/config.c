@@ -163,6 +163,8 @@ static const struct config_key config_keys[] = {
 	    0, 0, 0, "" },
 	{ "cluster", "master_name", CONFIG_STR, CF(cluster_master_name), 0,
 	    0, 0, 0, "" },
+	{ "cluster", "sentinel_password", CONFIG_STR,
+	    CF(cluster_sentinel_password), 0, 0, 0, 0, "" },
 	{ "cluster", "name", CONFIG_IDENT, CF(cluster_name), 0, 0, 0, 0,
 	    "default" },
 	{ "cluster", "secret_file", CONFIG_STR, CF(cluster_secret_file), 0,
@@ -171,6 +173,16 @@ static const struct config_key config_keys[] = {
 	    13373, 0, 0, 0, "0.0.0.0:13373" },
 	{ "cluster", "peer_advertise", CONFIG_STR,
 	    CF(cluster_peer_advertise), 0, 0, 0, 0, "" },
+	{ "cluster", "heartbeat", CONFIG_TIME, CF(cluster_heartbeat), 0,
+	    1, 3600, 0, "1" },
+	{ "cluster", "node_timeout", CONFIG_TIME, CF(cluster_node_timeout),
+	    0, 3, 86400, 0, "5" },
+	{ "cluster", "redis_timeout", CONFIG_TIME, CF(cluster_redis_timeout),
+	    0, 1, 3600, 0, "2" },
+	{ "cluster", "peer_ping", CONFIG_TIME, CF(cluster_peer_ping), 0,
+	    1, 3600, 0, "5" },
+	{ "cluster", "peer_frame_max", CONFIG_SIZE, CF(cluster_peer_frame_max),
+	    0, 64 * KSIZE, GSIZE, 0, "8M" },
 
 	{ "http", "listen", CONFIG_LISTEN, CF(http_listen), 13374,
 	    0, 0, 0, "127.0.0.1:13374" },
@@ -230,6 +242,10 @@ static int	config_addr_clash(const struct sockaddr_storage *,
 		    const struct sockaddr_storage *);
 static int	config_label_valid(const char *, size_t);
 static int	config_query(const char *, size_t, char **);
+static int	config_hostport(const char *, size_t, int, struct redis_addr *,
+		    char **);
+static char	*config_unescape(const char *, size_t);
+static int	config_check_cluster(struct config *, char **);
 
 static const struct config_key *
 config_find(const char *section, const char *name)
@@ -985,6 +1001,232 @@ config_set(struct config *conf, const char *arg, char **err)
 	return (rv);
 }
 
+/*
+ * Parse "host", "host:port", "[v6]" or "[v6]:port" (len bytes) into
+ * ra->host and ra->port, with defport when no port is given.
+ */
+static int
+config_hostport(const char *s, size_t len, int defport, struct redis_addr *ra,
+    char **msg)
+{
+	const char	*host, *end, *p;
+	size_t		 hostlen;
+	uint64_t	 v;
+	char		*num;
+	int		 rv;
+
+	if (len == 0) {
+		*msg = xstrdup("no host");
+		return (-1);
+	}
+	end = s + len;
+	if (*s == '[') {
+		if ((p = memchr(s, ']', len)) == NULL || p == s + 1) {
+			xasprintf(msg, "bad address \"%.*s\"", (int)len, s);
+			return (-1);
+		}
+		host = s + 1;
+		hostlen = p - host;
+		p++;
+		if (p != end && *p != ':') {
+			xasprintf(msg, "bad address \"%.*s\"", (int)len, s);
+			return (-1);
+		}
+	} else {
+		host = s;
+		if ((p = memchr(s, ':', len)) == NULL)
+			p = end;
+		if (memchr(p + (p != end), ':', end - p - (p != end)) !=
+		    NULL) {
+			xasprintf(msg, "\"%.*s\": write an IPv6 address in "
+			    "brackets, [addr]:port", (int)len, s);
+			return (-1);
+		}
+		hostlen = p - s;
+	}
+	if (hostlen == 0) {
+		xasprintf(msg, "no host in \"%.*s\"", (int)len, s);
+		return (-1);
+	}
+	for (v = 0; v < hostlen; v++) {
+		if (!isalnum((u_char)host[v]) && host[v] != '.' &&
+		    host[v] != '-' && host[v] != '_' && host[v] != ':' &&
+		    host[v] != '%') {
+			xasprintf(msg, "bad host \"%.*s\"", (int)hostlen,
+			    host);
+			return (-1);
+		}
+	}
+	ra->port = defport;
+	if (p != end) {
+		num = xstrndup(p + 1, end - p - 1);
+		rv = config_parse_uint(num, &v);
+		free(num);
+		if (rv != 0 || v == 0 || v > 65535) {
+			xasprintf(msg, "bad port in \"%.*s\"", (int)len, s);
+			return (-1);
+		}
+		ra->port = v;
+	}
+	ra->host = xstrndup(host, hostlen);
+	return (0);
+}
+
+/* Decode %XX escapes; NULL if one is malformed or decodes to NUL. */
+static char *
+config_unescape(const char *s, size_t len)
+{
+	char	*out, hex[3];
+	size_t	 i, n = 0;
+	u_long	 c;
+
+	out = xmalloc(len + 1);
+	for (i = 0; i < len; i++) {
+		if (s[i] != '%') {
+			out[n++] = s[i];
+			continue;
+		}
+		if (i + 2 >= len || !isxdigit((u_char)s[i + 1]) ||
+		    !isxdigit((u_char)s[i + 2]))
+			goto bad;
+		hex[0] = s[i + 1];
+		hex[1] = s[i + 2];
+		hex[2] = '\0';
+		if ((c = strtoul(hex, NULL, 16)) == 0)
+			goto bad;
+		out[n++] = c;
+		i += 2;
+	}
+	out[n] = '\0';
+	return (out);
+
+bad:
+	free(out);
+	return (NULL);
+}
+
+/*
+ * Parse a Redis URL, redis://[user:password@]host[:port][/db] (port 6379
+ * and database 0 by default; an empty user means the default user).
+ * Characters special in a URL are written %XX in user and password.
+ */
+int
+config_parse_redis(const char *url, struct redis_addr *ra, char **msg)
+{
+	const char	*p, *at, *colon, *slash, *hostend;
+	uint64_t	 v;
+
+	memset(ra, 0, sizeof *ra);
+	if (strncasecmp(url, "rediss://", 9) == 0) {
+		xasprintf(msg, "\"%s\": TLS to Redis (rediss://) is not "
+		    "supported; use redis:// on a trusted network", url);
+		return (-1);
+	}
+	if (strncasecmp(url, "redis://", 8) != 0) {
+		xasprintf(msg, "\"%s\" is not a Redis URL "
+		    "(redis://[user:password@]host:port[/db])", url);
+		return (-1);
+	}
+	p = url + 8;
+	slash = strchr(p, '/');
+	hostend = slash != NULL ? slash : p + strlen(p);
+	at = NULL;
+	for (colon = p; colon < hostend; colon++) {
+		if (*colon == '@')
+			at = colon;
+	}
+	if (at != NULL) {
+		if ((colon = memchr(p, ':', at - p)) == NULL) {
+			xasprintf(msg, "\"%s\": credentials are "
+			    "user:password@ (an empty user for the default "
+			    "user)", url);
+			return (-1);
+		}
+		if (colon > p &&
+		    (ra->user = config_unescape(p, colon - p)) == NULL)
+			goto badesc;
+		if ((ra->password = config_unescape(colon + 1,
+		    at - colon - 1)) == NULL)
+			goto badesc;
+		if (*ra->password == '\0') {
+			xasprintf(msg, "\"%s\": empty password", url);
+			goto fail;
+		}
+		p = at + 1;
+	}
+	if (config_hostport(p, hostend - p, 6379, ra, msg) != 0)
+		goto fail;
+	if (slash != NULL && slash[1] != '\0') {
+		if (config_parse_uint(slash + 1, &v) != 0 || v > 1000000) {
+			xasprintf(msg, "\"%s\": bad database number \"%s\"",
+			    url, slash + 1);
+			goto fail;
+		}
+		ra->db = v;
+	}
+	return (0);
+
+badesc:
+	xasprintf(msg, "\"%s\": bad %%-escape in the credentials", url);
+fail:
+	config_redis_free(ra);
+	return (-1);
+}
+
+/*
+ * Parse a list of Sentinel addresses, "host:port, host:port" (port 26379
+ * by default), into a malloc'd array.
+ */
+int
+config_parse_sentinels(const char *list, struct redis_addr **out, u_int *n,
+    char **msg)
+{
+	struct redis_addr	*ra = NULL;
+	const char		*p, *q;
+	u_int			 i, cnt = 0;
+
+	for (p = list; *p != '\0'; p = q) {
+		while (*p == ',' || isspace((u_char)*p))
+			p++;
+		if (*p == '\0')
+			break;
+		for (q = p; *q != '\0' && *q != ',' &&
+		    !isspace((u_char)*q); q++)
+			;
+		ra = xreallocarray(ra, cnt + 1, sizeof *ra);
+		memset(&ra[cnt], 0, sizeof ra[cnt]);
+		if (config_hostport(p, q - p, 26379, &ra[cnt], msg) != 0)
+			goto fail;
+		cnt++;
+	}
+	if (cnt == 0) {
+		*msg = xstrdup("no Sentinel address");
+		goto fail;
+	}
+	*out = ra;
+	*n = cnt;
+	return (0);
+
+fail:
+	for (i = 0; i < cnt; i++)
+		config_redis_free(&ra[i]);
+	free(ra);
+	return (-1);
+}
+
+/* Free what config_parse_redis() allocated (not ra itself). */
+void
+config_redis_free(struct redis_addr *ra)
+{
+	free(ra->host);
+	free(ra->user);
+	if (ra->password != NULL) {
+		explicit_bzero(ra->password, strlen(ra->password));
+		free(ra->password);
+	}
+	memset(ra, 0, sizeof *ra);
+}
+
 /* A listen address of one key, for config_check(). */
 struct config_addr {
 	const struct config_key	*k;
@@ -1022,6 +1264,65 @@ config_addr_clash(const struct sockaddr_storage *a,
 	    IN6_IS_ADDR_UNSPECIFIED(&b6->sin6_addr)));
 }
 
+/* The [cluster] keys: one way to reach Redis, and what cluster mode needs. */
+static int
+config_check_cluster(struct config *conf, char **err)
+{
+	struct redis_addr	 ra, *sa;
+	u_int			 n, i;
+	char			*msg;
+
+	if (conf->cluster_node_timeout <= 2 * conf->cluster_heartbeat) {
+		xasprintf(err, "[cluster] node_timeout: %u must be more than "
+		    "twice heartbeat (%u)", conf->cluster_node_timeout,
+		    conf->cluster_heartbeat);
+		return (-1);
+	}
+	if (*conf->cluster_redis == '\0' && *conf->cluster_sentinels == '\0')
+		return (0);
+
+	if (*conf->cluster_redis != '\0' &&
+	    *conf->cluster_sentinels != '\0') {
+		*err = xstrdup("[cluster] redis and sentinels: set one of "
+		    "them, not both");
+		return (-1);
+	}
+	if (*conf->cluster_redis != '\0') {
+		if (config_parse_redis(conf->cluster_redis, &ra, &msg) != 0) {
+			xasprintf(err, "[cluster] redis: %s", msg);
+			free(msg);
+			return (-1);
+		}
+		config_redis_free(&ra);
+	} else {
+		if (*conf->cluster_master_name == '\0') {
+			*err = xstrdup("[cluster] sentinels: needs "
+			    "master_name, the name the Sentinels know the "
+			    "master by");
+			return (-1);
+		}
+		if (config_parse_sentinels(conf->cluster_sentinels, &sa, &n,
+		    &msg) != 0) {
+			xasprintf(err, "[cluster] sentinels: %s", msg);
+			free(msg);
+			return (-1);
+		}
+		for (i = 0; i < n; i++)
+			config_redis_free(&sa[i]);
+		free(sa);
+	}
+	if (*conf->cluster_secret_file == '\0') {
+		*err = xstrdup("[cluster] secret_file: cluster mode needs the "
+		    "file with the cluster's shared secret");
+		return (-1);
+	}
+	if (conf->node_id == NULL || *conf->node_id == '\0') {
+		*err = xstrdup("[node] id: cluster mode needs a node ID");
+		return (-1);
+	}
+	return (0);
+}
+
 /* Checks that involve more than one key, after loading and overrides. */
 int
 config_check(struct config *conf, char **err)
@@ -1034,12 +1335,8 @@ config_check(struct config *conf, char **err)
 	int			 rv = 0;
 
 	*err = NULL;
-	if (*conf->cluster_redis != '\0' || *conf->cluster_sentinels != '\0') {
-		xasprintf(err, "[cluster] %s: this build of vspcd has no Redis "
-		    "store; leave it empty for a single node",
-		    *conf->cluster_redis != '\0' ? "redis" : "sentinels");
+	if (config_check_cluster(conf, err) != 0)
 		return (-1);
-	}
 	if (*conf->vm_tls_listen != '\0' &&
 	    (*conf->vm_tls_cert == '\0' || *conf->vm_tls_key == '\0')) {
 		*err = xstrdup("[vm] tls_listen: needs tls_cert and tls_key");

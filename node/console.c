@@ -28,6 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
 
 #include "vspcd.h"
 #include "store.h"
@@ -36,6 +39,19 @@ struct consoles		 all_consoles = TAILQ_HEAD_INITIALIZER(all_consoles);
 u_int			 nconsoles;
 static struct hmap	 console_map;
 static int		 console_map_ready;
+
+/* A new stream identity (never 0). */
+static uint64_t
+console_new_stream(void)
+{
+	uint64_t	v = 0;
+
+	while (v == 0) {
+		if (RAND_bytes((u_char *)&v, sizeof v) != 1)
+			v = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
+	}
+	return (v);
+}
 
 static char *
 console_make_key(const u_char *uuid, const char *label)
@@ -68,7 +84,8 @@ console_open_log(struct console *con)
 	struct config	*conf = server_conf;
 	char		 uuid[UUID_STRLEN + 1], *file, *path;
 
-	if (con->log != NULL || conf->log_dir == NULL ||
+	if (con->log != NULL || (con->flags & CONSOLE_REMOTE) ||
+	    conf->log_dir == NULL ||
 	    *conf->log_dir == '\0' || con->name == NULL)
 		return;
 	uuid_format(con->uuid, uuid);
@@ -102,6 +119,7 @@ console_get(const u_char *uuid, const char *label)
 	if (label != NULL)
 		con->label = xstrdup(label);
 	ring_init(&con->history, server_conf->console_history);
+	con->stream = console_new_stream();
 	TAILQ_INIT(&con->clients);
 	con->created = server_now;
 	hmap_insert(&console_map, &con->entry, con->key);
@@ -124,12 +142,84 @@ console_free(struct console *con)
 		evbuffer_free(con->held);
 	if (con->log != NULL)
 		logfile_free(con->log);
+	if (con->handover_timer != NULL)
+		event_free(con->handover_timer);
 	ring_free(&con->history);
+	free(con->vmotion.node);
+	free(con->owner);
+	free(con->rstate);
 	free(con->key);
 	free(con->label);
 	free(con->name);
 	free(con->uri);
 	free(con);
+}
+
+/* Find or create a console from its key ("UUID" or "UUID.LABEL"). */
+struct console *
+console_get_key(const char *key)
+{
+	u_char		 uuid[UUID_LEN];
+	struct console	*con;
+	const char	*dot;
+	char		*label = NULL;
+
+	if ((con = console_find(key)) != NULL)
+		return (con);
+	dot = strchr(key, '.');
+	if (uuid_parse(key, dot != NULL ? (size_t)(dot - key) : strlen(key),
+	    uuid) == -1)
+		return (NULL);
+	if (dot != NULL)
+		label = xstrdup(dot + 1);
+	con = console_get(uuid, label);
+	free(label);
+	if (strcmp(con->key, key) != 0)
+		return (NULL);
+	return (con);
+}
+
+/*
+ * The console is owned by another node now: keep only the record (the
+ * caller deals with the people attached here).
+ */
+void
+console_make_remote(struct console *con, const char *owner, uint64_t epoch)
+{
+	con->flags |= CONSOLE_REMOTE;
+	con->flags &= ~CONSOLE_HANDOVER;
+	free(con->owner);
+	con->owner = xstrdup(owner);
+	con->epoch = epoch;
+	con->vm = NULL;
+	con->connected = 0;
+	if (con->held != NULL) {
+		evbuffer_free(con->held);
+		con->held = NULL;
+	}
+	if (con->log != NULL) {
+		logfile_free(con->log);
+		con->log = NULL;
+	}
+	ring_free(&con->history);
+	ring_init(&con->history, server_conf->console_history);
+	free(con->rstate);
+	con->rstate = xstrdup("connected");
+}
+
+/* The console is owned by this node now. */
+void
+console_make_local(struct console *con)
+{
+	con->flags &= ~CONSOLE_REMOTE;
+	free(con->owner);
+	con->owner = NULL;
+	free(con->rstate);
+	con->rstate = NULL;
+	ring_free(&con->history);
+	ring_init(&con->history, server_conf->console_history);
+	con->stream = console_new_stream();
+	console_open_log(con);
 }
 
 /* Free every console (at exit). */
@@ -163,19 +253,24 @@ console_set_name(struct console *con, const char *name, size_t len)
 		free(n);
 		return;
 	}
-	if (con->name != NULL)
+	if (con->name != NULL && !(con->flags & CONSOLE_REMOTE))
 		log_info("console %s: renamed from \"%s\" to \"%s\"", con->key,
 		    con->name, n);
 	free(con->name);
 	con->name = n;
+	if (con->flags & CONSOLE_REMOTE)
+		return;
 	if (con->log == NULL)
 		console_open_log(con);
+	cluster_console_changed(con);
 }
 
 /* Describe the console's state in one word. */
 const char *
 console_state(const struct console *con)
 {
+	if (con->flags & CONSOLE_REMOTE)
+		return (con->rstate != NULL ? con->rstate : "remote");
 	if (con->vmotion.state != VMOTION_NONE)
 		return ("vmotion");
 	if (con->vm != NULL)
@@ -195,6 +290,7 @@ console_set_vm(struct console *con, struct vmconn *vm)
 		con->connected = server_now;
 		console_notice(con, NULL, "VM connected");
 		console_log_activity(con, "VM connected from %s", vm->addr);
+		cluster_console_changed(con);
 	}
 }
 
@@ -214,6 +310,7 @@ console_vm_gone(struct console *con, struct vmconn *vm)
 		con->left = server_now;
 	console_notice(con, NULL, "VM disconnected");
 	console_log_activity(con, "VM disconnected");
+	cluster_console_changed(con);
 }
 
 /* Output from the VM: into the history, the log, and to every reader. */
@@ -432,6 +529,10 @@ attach_result_string(enum attach_result r)
 		return ("others are attached; exclusive access refused");
 	case ATTACH_REFUSED_FULL:
 		return ("too many people attached to this console");
+	case ATTACH_PENDING:
+		return ("waiting for the console's node");
+	case ATTACH_REFUSED_REMOTE:
+		return ("the console's node cannot be reached");
 	default:
 		return ("unknown");
 	}
@@ -514,6 +615,8 @@ console_attach(struct console *con, struct client *c, enum attach_mode mode)
 
 	if (c->console != NULL)
 		console_detach(c->console, c, NULL);
+	if (con->flags & CONSOLE_REMOTE)
+		return (cluster_attach(con, c, mode));
 	if (server_conf->console_max_clients != 0 &&
 	    con->nclients >= server_conf->console_max_clients)
 		return (ATTACH_REFUSED_FULL);
@@ -548,6 +651,11 @@ console_detach(struct console *con, struct client *c, const char *why)
 
 	if (c->console != con)
 		return;
+	if (cluster_client_forwarded(c)) {
+		cluster_client_gone(c);
+		c->console = NULL;
+		return;
+	}
 	console_release_lock(con, c);
 	TAILQ_REMOVE(&con->clients, c, centry);
 	con->nclients--;
@@ -698,7 +806,8 @@ console_expire(time_t now)
 
 	TAILQ_FOREACH_SAFE(con, &all_consoles, gentry, con1) {
 		if (con->vm != NULL || con->nclients != 0 ||
-		    con->vmotion.state != VMOTION_NONE || con->left == 0)
+		    con->vmotion.state != VMOTION_NONE || con->left == 0 ||
+		    (con->flags & CONSOLE_REMOTE))
 			continue;
 		if (now - con->left >= (time_t)server_conf->vm_expire)
 			console_free(con);

@@ -235,3 +235,18 @@ ring_set_max(struct ring *r, size_t max)
 	if (r->size > max)
 		ring_resize(r, max);
 }
+
+/*
+ * Replace the contents with len bytes that end at stream offset end (a
+ * console's history handed over by its previous owner): the offsets go
+ * on from where they were there.
+ */
+void
+ring_restore(struct ring *r, const u_char *src, size_t len, uint64_t end)
+{
+	if (len > end)
+		len = end;
+	r->len = 0;
+	r->end = end - len;
+	ring_append(r, src, len);
+}

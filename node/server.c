@@ -477,13 +477,28 @@ server_start(struct config *conf, int debug)
 	logfile_init(conf->log_open_files);
 	logfile_configure(conf->log_open_files, conf->log_max_size,
 	    conf->log_keep);
-	server_store = store_local_create(conf->node_id);
+	if (*conf->cluster_redis != '\0' || *conf->cluster_sentinels != '\0') {
+		server_store = store_redis_create(server_base, conf, &err);
+		if (server_store == NULL) {
+			log_warnx("%s", err);
+			free(err);
+			return (-1);
+		}
+		if (peer_init(conf, &err) == -1) {
+			log_warnx("%s", err);
+			free(err);
+			return (-1);
+		}
+	} else
+		server_store = store_local_create(conf->node_id);
 
 	if (server_listen_all(conf, &err) == -1) {
 		log_warnx("%s", err);
 		free(err);
 		return (-1);
 	}
+	if (server_store->shared)
+		cluster_start();
 	log_info("vspcd %s node %s ready (store: %s)", VSPCD_VERSION,
 	    conf->node_id, server_store->ops->name);
 #ifdef HAVE_SYSTEMD
@@ -511,6 +526,10 @@ server_loop(void)
 	}
 	client_reap(NULL);
 	vmconn_reap(NULL);
+	if (cluster_enabled()) {
+		cluster_stop();
+		peer_shutdown();
+	}
 	console_free_all();
 	logfile_shutdown();
 	store_free(server_store);

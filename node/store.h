@@ -154,6 +154,15 @@ const char	*store_status_string(enum store_status);
  * it up in constant time and deletes it; console_claim makes this node
  * the owner of a console if the epoch it knows is still current, and
  * returns the new epoch.
+ *
+ * console_claim(s, key, node, known, cb, arg): with known 0 the claim
+ * always wins (the node that holds the VM's connection owns the
+ * console).  Otherwise it fails with STORE_CONFLICT and the stored epoch
+ * when another node owns the console at an epoch other than known; it
+ * wins when nobody owns it, when node already does, or when the epoch
+ * is still known.  A win takes a new epoch from the cluster's counter.
+ * console_release and console_update act only if their epoch is the
+ * stored one (fencing: a node that lost a console cannot change it).
  */
 #define store_token_put(s, t, l, v, ttl, cb, a) \
 	((s)->ops->token_put((s), (t), (l), (v), (ttl), (cb), (a)))

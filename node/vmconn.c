@@ -459,20 +459,24 @@ vmconn_claimed(enum store_status st, uint64_t epoch, void *arg)
 		free(arg);
 		return;
 	}
-	if (st == STORE_OK)
+	if (st == STORE_OK) {
 		con->epoch = epoch;
-	else
+		cluster_console_changed(con);
+	} else
 		log_warnx("console %s: ownership not recorded: %s", con->key,
 		    store_status_string(st));
 	free(arg);
 }
 
-/* Record in the store that this node owns the console now. */
+/*
+ * Record in the store that this node owns the console now: the node that
+ * holds the VM's connection is its owner, whatever the store said.
+ */
 void
 vmconn_claim(struct console *con)
 {
-	store_console_claim(server_store, con->key, server_conf->node_id,
-	    con->epoch, vmconn_claimed, xstrdup(con->key));
+	store_console_claim(server_store, con->key, server_conf->node_id, 0,
+	    vmconn_claimed, xstrdup(con->key));
 }
 
 /* Bind the connection to its console once it is identified. */
@@ -487,6 +491,12 @@ vmconn_try_bind(struct vmconn *v)
 	    !v->have_uuid || v->name == NULL)
 		return;
 	con = console_get(v->uuid, v->label);
+	if (con->flags & CONSOLE_REMOTE) {
+		/* Its owner is gone, or the host chose this node: ours now. */
+		if (con->vmotion.state != VMOTION_NONE)
+			vmotion_cancel(con, "the VM connected here afresh");
+		console_make_local(con);
+	}
 	if ((old = con->vm) != NULL && old != v) {
 		if (con->vmotion.state != VMOTION_NONE)
 			vmotion_cancel(con, "a new connection for the VM "
@@ -513,6 +523,7 @@ vmconn_try_bind(struct vmconn *v)
 	    con->name, v->addr, v->uri);
 	vmconn_release_held(v);
 	vmconn_claim(con);
+	cluster_console_bound(con);
 }
 
 static void

@@ -252,6 +252,8 @@ vmotion_begin(struct vmconn *v, const u_char *seq, size_t len)
 struct vmotion_peer_wait {
 	struct vmconn	*v;
 	uint64_t	 started;
+	u_char		 tok[VMOTION_TOKEN_MAX];
+	size_t		 len;
 };
 
 static void
@@ -264,7 +266,11 @@ vmotion_peered(enum store_status st, const struct store_token *val,
 	struct vmotion		*m;
 	uint64_t		 started = w->started;
 	char			 hex[2 * VMOTION_SEQ_MAX + 1];
+	u_char			 tok[VMOTION_TOKEN_MAX];
+	size_t			 toklen = w->len;
 
+	memcpy(tok, w->tok, toklen);
+	OPENSSL_cleanse(w->tok, sizeof w->tok);
 	free(w);
 	v->references--;
 	v->flags &= ~VMCONN_PEERING;
@@ -283,6 +289,20 @@ vmotion_peered(enum store_status st, const struct store_token *val,
 		vmconn_close(v, "bad vMotion token");
 		return;
 	}
+	if (strcmp(val->node, server_conf->node_id) != 0) {
+		/* The source is on another node of the cluster. */
+		if (cluster_vmotion_peer(v, tok, toklen, val) == -1) {
+			server_stats.vmotion_peer_bad++;
+			vmconn_close(v, "vMotion source unreachable");
+		} else
+			log_info("console %s: vMotion destination %s peered "
+			    "after %llu us (source on node %s)", val->console,
+			    v->addr, (unsigned long long)(server_monotime_us() -
+			    started), val->node);
+		OPENSSL_cleanse(tok, sizeof tok);
+		return;
+	}
+	OPENSSL_cleanse(tok, sizeof tok);
 	con = console_find(val->console);
 	if (con == NULL || con->vmotion.state != VMOTION_PENDING ||
 	    con->vmotion.id != val->id) {
@@ -333,6 +353,8 @@ vmotion_peer(struct vmconn *v, const u_char *tok, size_t len)
 	w = xcalloc(1, sizeof *w);
 	w->v = v;
 	w->started = server_monotime_us();
+	memcpy(w->tok, tok, len);
+	w->len = len;
 	store_token_take(server_store, tok, len, vmotion_peered, w);
 }
 
@@ -357,6 +379,11 @@ vmotion_complete(struct vmconn *v, const u_char *seq, size_t len)
 	if (len != m->seqlen || memcmp(seq, m->seq, len) != 0) {
 		log_warnx("console %s: VMOTION-COMPLETE with another sequence "
 		    "than the vMotion's; ignored", con->key);
+		return;
+	}
+	if (con->flags & CONSOLE_REMOTE) {
+		/* The source is on another node: take the console over. */
+		cluster_vmotion_complete(v);
 		return;
 	}
 	server_stats.vmotion_complete++;
@@ -419,7 +446,24 @@ vmotion_cancel(struct console *con, const char *why)
 
 	if (m->state == VMOTION_NONE)
 		return;
+	cluster_vmotion_cancelled(con, why);
 	vmotion_hex(m->seq, m->seqlen, hex, sizeof hex);
+	if (con->flags & CONSOLE_REMOTE) {
+		/* We were the destination of another node's vMotion. */
+		log_warnx("console %s: vMotion %s %s; closing the destination",
+		    con->key, hex, why);
+		m->dst = NULL;
+		if (dst != NULL) {
+			dst->role = VMCONN_RETIRED;
+			dst->console = NULL;
+			vmconn_close(dst, "vMotion cancelled");
+		}
+		if (m->timer != NULL)
+			evtimer_del(m->timer);
+		m->state = VMOTION_NONE;
+		m->id = 0;
+		return;
+	}
 	log_warnx("console %s: vMotion %s %s; %s", con->key, hex, why,
 	    src != NULL ? "staying on the source" : "the VM is disconnected");
 	m->dst = NULL;

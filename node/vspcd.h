@@ -69,6 +69,7 @@ struct console;
 struct client;
 struct vmconn;
 struct store;
+struct store_token;
 
 /* Telnet bytes and options. */
 #define TEL_SE			240
@@ -250,6 +251,7 @@ int	 ring_peek(const struct ring *, uint64_t, struct iovec *, size_t);
 uint64_t ring_lines_back(const struct ring *, u_int);
 size_t	 ring_copy(const struct ring *, uint64_t, u_char *, size_t);
 void	 ring_set_max(struct ring *, size_t);
+void	 ring_restore(struct ring *, const u_char *, size_t, uint64_t);
 
 /*
  * pickle.c: a restricted reader for the Python pickles vSPCClient sends
@@ -407,6 +409,24 @@ int		 config_parse_size(const char *, size_t *);
 int		 config_parse_time(const char *, u_int *);
 
 /*
+ * A Redis server or Sentinel address: [cluster] redis is
+ * redis://[user:password@]host:port[/db], [cluster] sentinels a list of
+ * host:port.  user and password are NULL when not given.
+ */
+struct redis_addr {
+	char		*host;
+	int		 port;
+	char		*user;
+	char		*password;
+	u_int		 db;
+};
+int		 config_parse_redis(const char *, struct redis_addr *,
+		     char **);
+int		 config_parse_sentinels(const char *, struct redis_addr **,
+		     u_int *, char **);
+void		 config_redis_free(struct redis_addr *);
+
+/*
  * logfile.c: console log files.  A struct logfile holds a path and a
  * size, not a descriptor: descriptors come from a small LRU pool so that
  * a node with 20,000 consoles still has its descriptors for VMs.
@@ -459,6 +479,7 @@ enum client_kind {
 	CLIENT_VSPCPY,		/* vSPC.py vSPCClient (pickles). */
 	CLIENT_VMWARE,		/* VMware reference client (option 233). */
 	CLIENT_DETECT,		/* Compat port, kind not known yet. */
+	CLIENT_REMOTE,		/* A person on another node (peer link). */
 	CLIENT_KIND_MAX
 };
 
@@ -484,6 +505,8 @@ enum attach_result {
 	ATTACH_REFUSED_LOCK,	/* A lock conflicts with the request. */
 	ATTACH_REFUSED_BUSY,	/* Exclusive asked, others attached. */
 	ATTACH_REFUSED_FULL,	/* Too many clients on the console. */
+	ATTACH_PENDING,		/* Asked the owner; proto->attached later. */
+	ATTACH_REFUSED_REMOTE,	/* The owner cannot be reached or said no. */
 	ATTACH_RESULT_MAX
 };
 
@@ -494,8 +517,14 @@ struct client_proto {
 	void		 (*input)(struct client *, const u_char *, size_t);
 	/* Console events: attached/detached/moved etc, as text. */
 	void		 (*notice)(struct client *, const char *);
-	/* The client may start receiving console output. */
+	/* Free the proto_data. */
 	void		 (*free)(struct client *);
+	/*
+	 * A pending attach (to a console on another node) ended: the
+	 * result and, when refused, why.  NULL for kinds that never wait.
+	 */
+	void		 (*attached)(struct client *, enum attach_result,
+			     const char *);
 };
 
 struct client {
@@ -517,6 +546,7 @@ struct client {
 #define CLIENT_PENDING_IAC	0x100	/* Owes the second 0xff of a pair. */
 #define CLIENT_ESCAPE		0x200	/* Double 0xff in console output. */
 #define CLIENT_WRITE_WAIT	0x400	/* EV_WRITE pending. */
+#define CLIENT_NOCREDIT		0x800	/* Forwarded: no output until granted. */
 
 	struct event		*ev_read;
 	struct event		*ev_write;
@@ -537,6 +567,9 @@ struct client {
 	uint64_t		 bytes_out;
 	uint64_t		 skipped;
 
+	void			*cluster;	/* cluster.c's channel state. */
+	uint64_t		 stream;	/* Stream of off, when resumed. */
+
 	TAILQ_ENTRY(client)	 centry;	/* On console->clients. */
 	TAILQ_ENTRY(client)	 gentry;	/* On all_clients. */
 	TAILQ_ENTRY(client)	 dentry;	/* On dead_clients. */
@@ -550,6 +583,7 @@ struct client	*client_create(int, enum client_kind, const struct client_proto *,
 void		 client_close(struct client *, const char *);
 void		 client_reap(struct client *);
 void		 client_write(struct client *, const void *, size_t);
+void		 client_write_data(struct client *, const void *, size_t);
 void		 client_printf(struct client *, const char *, ...)
 		     __attribute__((__format__ (printf, 2, 3)));
 void		 client_flush(struct client *);
@@ -585,6 +619,7 @@ struct vmotion {
 	struct event		*timer;
 	struct timespec		 began;
 	uint64_t		 id;		/* Guards late store replies. */
+	char			*node;		/* Other node taking part. */
 };
 
 struct console {
@@ -595,11 +630,19 @@ struct console {
 	char			*name;		/* VM display name. */
 	char			*uri;		/* Service URI it presented. */
 	uint64_t		 epoch;		/* Ownership epoch (store). */
+	/*
+	 * Identity of the byte stream: offsets into it mean the same thing
+	 * across vMotions (the history moves with it), not after the owner
+	 * was lost and the history started afresh.
+	 */
+	uint64_t		 stream;
 
 	int			 flags;
 #define CONSOLE_EXCL		0x1	/* Holder is exclusive. */
 #define CONSOLE_WRITELOCK	0x2	/* Holder is the sole writer. */
 #define CONSOLE_DEAD		0x4
+#define CONSOLE_REMOTE		0x8	/* Owned by another node. */
+#define CONSOLE_HANDOVER	0x10	/* Owner now; waiting for history. */
 
 	struct vmconn		*vm;		/* Current connection or NULL. */
 	struct vmotion		 vmotion;
@@ -616,6 +659,12 @@ struct console {
 	time_t			 connected;	/* VM connected since, or 0. */
 	time_t			 left;		/* Last VM and client left. */
 	time_t			 input_notice;	/* Last "input discarded". */
+
+	/* When CONSOLE_REMOTE: what the shared state says. */
+	char			*owner;
+	char			*rstate;
+	time_t			 rsince;
+	struct event		*handover_timer;
 	uint64_t		 vmotions;
 	uint64_t		 input_dropped;
 
@@ -654,6 +703,9 @@ void		 console_expire(time_t);
 void		 console_mark(time_t);
 void		 console_reconfigure(void);
 const char	*console_state(const struct console *);
+struct console	*console_get_key(const char *);
+void		 console_make_remote(struct console *, const char *, uint64_t);
+void		 console_make_local(struct console *);
 const char	*attach_result_string(enum attach_result);
 void		 console_free_all(void);
 
@@ -765,6 +817,17 @@ const char	*peer_addr(const struct peer *);
 void		*peer_get_data(const struct peer *);
 void		 peer_set_data(struct peer *, void *);
 u_int		 peer_count(void);
+/* Framing, shared with the tests and the fuzz target. */
+int		 peer_frame_next(struct evbuffer *, size_t,
+		     struct Vspc__Envelope **, const char **);
+size_t		 peer_frame_add(struct evbuffer *,
+		     const struct Vspc__Envelope *);
+/* Identity without listening; links on given sockets (tests, hand-over). */
+int		 peer_configure(struct config *, char **);
+void		 peer_attach_fd(int, int, const char *);
+void		 peer_set_test_timers(u_int, u_int);
+u_int		 peer_link_count(void);
+const char	*peer_last_close(void);
 
 /*
  * cluster.c: what makes several nodes one concentrator: console ownership
@@ -774,6 +837,30 @@ u_int		 peer_count(void);
 void		 cluster_peer_up(struct peer *);
 void		 cluster_peer_down(struct peer *);
 void		 cluster_peer_message(struct peer *, struct Vspc__Envelope *);
+
+void		 cluster_start(void);
+void		 cluster_stop(void);
+int		 cluster_enabled(void);
+enum attach_result cluster_attach(struct console *, struct client *,
+		     enum attach_mode);
+void		 cluster_client_gone(struct client *);
+void		 cluster_fwd_input(struct client *, const u_char *, size_t);
+void		 cluster_fwd_drained(struct client *, size_t);
+void		 cluster_fwd_grant(struct client *);
+struct evbuffer	*cluster_fwd_seed(struct client *);
+int		 cluster_fwd_mode(struct client *, enum attach_mode, u_int,
+		     int);
+int		 cluster_client_forwarded(const struct client *);
+void		 cluster_remote_flush(struct client *);
+void		 cluster_remote_write(struct client *, const void *, size_t);
+void		 cluster_console_bound(struct console *);
+void		 cluster_console_changed(struct console *);
+int		 cluster_vmotion_peer(struct vmconn *, const u_char *, size_t,
+		     const struct store_token *);
+void		 cluster_vmotion_complete(struct vmconn *);
+void		 cluster_vmotion_cancelled(struct console *, const char *);
+void		 cluster_vmotion_dst_lost(struct console *);
+const char	*cluster_node_of(const struct console *);
 
 /* server.c */
 extern struct event_base	*server_base;

@@ -169,8 +169,11 @@ class Sim:
         self.events = queue.Queue()
         self.seen = []
         self.err = []
-        threading.Thread(target=self._reader, daemon=True).start()
-        threading.Thread(target=self._errreader, daemon=True).start()
+        self._threads = [
+            threading.Thread(target=self._reader, daemon=True),
+            threading.Thread(target=self._errreader, daemon=True)]
+        for t in self._threads:
+            t.start()
 
     def _reader(self):
         for line in self.proc.stdout:
@@ -234,6 +237,16 @@ class Sim:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(5)
+        # The readers end at EOF; then the pipes can be closed.
+        for t in self._threads:
+            t.join(2)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f is not None and not any(t.is_alive()
+                                         for t in self._threads):
+                try:
+                    f.close()
+                except OSError:
+                    pass
 
 
 def telnet_strip(data, state):

@@ -173,6 +173,12 @@ test_defaults(void **state)
 	assert_string_equal(conf->cluster_sentinels, "");
 	assert_string_equal(conf->cluster_name, "default");
 	assert_string_equal(conf->cluster_peer_listen, "0.0.0.0:13373");
+	assert_string_equal(conf->cluster_sentinel_password, "");
+	assert_int_equal(conf->cluster_heartbeat, 1);
+	assert_int_equal(conf->cluster_node_timeout, 5);
+	assert_int_equal(conf->cluster_redis_timeout, 2);
+	assert_int_equal(conf->cluster_peer_ping, 5);
+	assert_int_equal(conf->cluster_peer_frame_max, 8 * 1024 * 1024);
 	assert_string_equal(conf->http_listen, "127.0.0.1:13374");
 	assert_string_equal(conf->control_socket, "/run/vspcd/control.sock");
 
@@ -239,6 +245,12 @@ test_every_key(void **state)
 	    "secret_file = /etc/vspcd/secret\n"
 	    "peer_listen = 10.0.0.1\n"
 	    "peer_advertise = node1.example:13373\n"
+	    "sentinel_password = s3cret\n"
+	    "heartbeat = 2s\n"
+	    "node_timeout = 10\n"
+	    "redis_timeout = 3\n"
+	    "peer_ping = 1m\n"
+	    "peer_frame_max = 1M\n"
 	    "[http]\n"
 	    "listen =\n"
 	    "[control]\n"
@@ -285,6 +297,12 @@ test_every_key(void **state)
 	assert_string_equal(conf->cluster_peer_listen, "10.0.0.1");
 	assert_string_equal(conf->cluster_peer_advertise,
 	    "node1.example:13373");
+	assert_string_equal(conf->cluster_sentinel_password, "s3cret");
+	assert_int_equal(conf->cluster_heartbeat, 2);
+	assert_int_equal(conf->cluster_node_timeout, 10);
+	assert_int_equal(conf->cluster_redis_timeout, 3);
+	assert_int_equal(conf->cluster_peer_ping, 60);
+	assert_int_equal(conf->cluster_peer_frame_max, 1024 * 1024);
 	assert_string_equal(conf->http_listen, "");
 	assert_string_equal(conf->control_socket, "/tmp/c.sock");
 	/* Parsed, but refused by this version: no telnets yet. */
@@ -535,6 +553,92 @@ test_overrides(void **state)
 }
 
 static void
+redis_ok(const char *url, const char *host, int port, const char *user,
+    const char *password, u_int db)
+{
+	struct redis_addr	 ra;
+	char			*err = NULL;
+
+	if (config_parse_redis(url, &ra, &err) != 0)
+		fail_msg("%s: %s", url, err);
+	assert_string_equal(ra.host, host);
+	assert_int_equal(ra.port, port);
+	if (user == NULL)
+		assert_null(ra.user);
+	else
+		assert_string_equal(ra.user, user);
+	if (password == NULL)
+		assert_null(ra.password);
+	else
+		assert_string_equal(ra.password, password);
+	assert_int_equal(ra.db, db);
+	config_redis_free(&ra);
+}
+
+static void
+redis_bad(const char *url, const char *want)
+{
+	struct redis_addr	 ra;
+	char			*err = NULL;
+
+	assert_int_equal(config_parse_redis(url, &ra, &err), -1);
+	if (strstr(err, want) == NULL)
+		fail_msg("%s: got \"%s\", want \"%s\"", url, err, want);
+	free(err);
+}
+
+static void
+test_redis_url(void **state)
+{
+	struct redis_addr	*sa;
+	u_int			 n;
+	char			*err = NULL;
+
+	redis_ok("redis://127.0.0.1:6379/0", "127.0.0.1", 6379, NULL, NULL,
+	    0);
+	redis_ok("redis://r1.example", "r1.example", 6379, NULL, NULL, 0);
+	redis_ok("redis://r1:7000/", "r1", 7000, NULL, NULL, 0);
+	redis_ok("REDIS://[::1]:6380/3", "::1", 6380, NULL, NULL, 3);
+	redis_ok("redis://:pw@r1:6379", "r1", 6379, NULL, "pw", 0);
+	redis_ok("redis://vspc:p%40ss:w@r1:6379/2", "r1", 6379, "vspc",
+	    "p@ss:w", 2);
+	/* The last '@' ends the credentials. */
+	redis_ok("redis://u:a@b@r1", "r1", 6379, "u", "a@b", 0);
+
+	redis_bad("rediss://r1:6379", "(rediss://) is not supported");
+	redis_bad("http://r1", "is not a Redis URL");
+	redis_bad("r1:6379", "is not a Redis URL");
+	redis_bad("redis://", "no host");
+	redis_bad("redis://r1:0", "bad port");
+	redis_bad("redis://r1:65536", "bad port");
+	redis_bad("redis://r1:x", "bad port");
+	redis_bad("redis://r1:6379/x", "bad database number");
+	redis_bad("redis://pw@r1", "credentials are user:password@");
+	redis_bad("redis://u:@r1", "empty password");
+	redis_bad("redis://u:%zz@r1", "bad %-escape");
+	redis_bad("redis://u:%00@r1", "bad %-escape");
+	redis_bad("redis://::1:6379", "in brackets");
+	redis_bad("redis://[::1", "bad address");
+	redis_bad("redis://r 1", "bad host");
+
+	assert_int_equal(config_parse_sentinels("s1:26380 ,s2,[::1]:1", &sa,
+	    &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(sa[0].host, "s1");
+	assert_int_equal(sa[0].port, 26380);
+	assert_string_equal(sa[1].host, "s2");
+	assert_int_equal(sa[1].port, 26379);
+	assert_string_equal(sa[2].host, "::1");
+	assert_int_equal(sa[2].port, 1);
+	while (n > 0)
+		config_redis_free(&sa[--n]);
+	free(sa);
+	assert_int_equal(config_parse_sentinels(" , ", &sa, &n, &err), -1);
+	assert_string_equal(err, "no Sentinel address");
+	free(err);
+}
+
+static void
 test_check(void **state)
 {
 	struct config	*conf;
@@ -568,16 +672,56 @@ test_check(void **state)
 	set_ok(conf, "vm.proxy_protocol_from=");
 	assert_int_equal(config_check(conf, &err), 0);
 
+	/* Cluster mode needs the shared secret. */
 	set_ok(conf, "cluster.redis=redis://127.0.0.1:6379/0");
 	assert_int_equal(config_check(conf, &err), -1);
-	assert_string_equal(err, "[cluster] redis: this build of vspcd has "
-	    "no Redis store; leave it empty for a single node");
+	assert_string_equal(err, "[cluster] secret_file: cluster mode needs "
+	    "the file with the cluster's shared secret");
 	free(err);
-	set_ok(conf, "cluster.redis=");
+	set_ok(conf, "cluster.secret_file=/etc/vspcd/secret");
+	assert_int_equal(config_check(conf, &err), 0);
+	/* One way to reach Redis, not two. */
 	set_ok(conf, "cluster.sentinels=10.0.0.1:26379");
 	assert_int_equal(config_check(conf, &err), -1);
+	assert_string_equal(err, "[cluster] redis and sentinels: set one of "
+	    "them, not both");
+	free(err);
+	set_ok(conf, "cluster.redis=");
+	assert_int_equal(config_check(conf, &err), -1);
+	assert_non_null(strstr(err, "[cluster] sentinels: needs master_name"));
+	free(err);
+	set_ok(conf, "cluster.master_name=vspc");
+	assert_int_equal(config_check(conf, &err), 0);
+	set_ok(conf, "cluster.sentinels=10.0.0.1:26379, [::1], s3:1");
+	assert_int_equal(config_check(conf, &err), 0);
+	set_ok(conf, "cluster.sentinels=10.0.0.1:99999");
+	assert_int_equal(config_check(conf, &err), -1);
+	assert_string_equal(err, "[cluster] sentinels: bad port in "
+	    "\"10.0.0.1:99999\"");
 	free(err);
 	set_ok(conf, "cluster.sentinels=");
+	set_ok(conf, "cluster.redis=rediss://r1:6380");
+	assert_int_equal(config_check(conf, &err), -1);
+	assert_non_null(strstr(err, "[cluster] redis: \"rediss://r1:6380\": "
+	    "TLS to Redis (rediss://) is not supported"));
+	free(err);
+	set_ok(conf, "cluster.redis=");
+	assert_int_equal(config_check(conf, &err), 0);
+
+	/* A node must live longer than two missed heartbeats. */
+	set_ok(conf, "cluster.heartbeat=3");
+	set_ok(conf, "cluster.node_timeout=6");
+	assert_int_equal(config_check(conf, &err), -1);
+	assert_string_equal(err, "[cluster] node_timeout: 6 must be more "
+	    "than twice heartbeat (3)");
+	free(err);
+	set_ok(conf, "cluster.node_timeout=7");
+	assert_int_equal(config_check(conf, &err), 0);
+	assert_int_equal(config_set(conf, "cluster.peer_frame_max=1k", &err),
+	    -1);
+	assert_string_equal(err, "-o cluster.peer_frame_max=1k: [cluster] "
+	    "peer_frame_max: 1k is below the minimum 64k");
+	free(err);
 
 	set_ok(conf, "console.listen=0.0.0.0:13370");
 	assert_int_equal(config_check(conf, &err), -1);
@@ -773,6 +917,7 @@ main(void)
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_lines),
 		cmocka_unit_test(test_overrides),
+		cmocka_unit_test(test_redis_url),
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_print),
 		cmocka_unit_test(test_uri),

@@ -1,0 +1,389 @@
+# A cluster losing parts of itself: the node that owns a VM killed with
+# SIGKILL (the VM reconnects elsewhere and the people attached through
+# surviving nodes follow it without losing their connection; the node,
+# restarted, takes nothing back), Redis restarted empty (nodes keep
+# serving what is local, refuse remote attaches with a reason, and
+# republish when it returns), a slow remote person (never slows the VM
+# or the others, skips with a marker), and hostile peers on the peer
+# port (closed, logged, nobody else disturbed).
+
+import os
+import re
+import socket
+import struct
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import cluster  # noqa: E402
+from cluster import ask  # noqa: E402
+from harness import wait_for  # noqa: E402
+
+UUID = bytes.fromhex("0123456789abcdeffedcba9800000000")
+NOTICE = re.compile(rb"\[-- [^\r\n]* --\]")
+REASON = re.compile(rb"(?i)redis|store|cluster|unavailable|unreachable|"
+                    rb"try again|later")
+
+
+# Just enough protobuf to speak (badly) on the peer link.
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def field(num, value):
+    if isinstance(value, int):
+        return varint(num << 3) + varint(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return varint((num << 3) | 2) + varint(len(value)) + value
+
+
+def frame(envelope):
+    return struct.pack(">I", len(envelope)) + envelope
+
+
+def hello(node_id, cluster_name, protocol):
+    h = (field(1, node_id) + field(2, cluster_name) + field(3, protocol) +
+         field(4, "test") + field(5, os.urandom(32)))
+    return frame(field(1, h))
+
+
+def decode(buf):
+    """{field number: [values]} of one protobuf message (varint and
+    length-delimited fields only)."""
+    out = {}
+    i = 0
+    while i < len(buf):
+        key, i = _varint_at(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint_at(buf, i)
+        elif wt == 2:
+            n, i = _varint_at(buf, i)
+            v, i = buf[i:i + n], i + n
+        else:
+            break
+        out.setdefault(num, []).append(v)
+    return out
+
+
+def _varint_at(buf, i):
+    n = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7f) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+class PeerConn:
+    """A raw TCP connection to a node's peer port."""
+
+    def __init__(self, node):
+        self.sock = socket.create_connection(("127.0.0.1", node.peer_port),
+                                             5)
+        self.port = self.sock.getsockname()[1]
+        self.rx = b""
+        self.closed = False
+
+    def send(self, b):
+        try:
+            self.sock.sendall(b)
+        except OSError:
+            self.closed = True
+
+    def poll(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.closed = True
+        self.rx += chunk
+
+    def their_hello(self, timeout=2.0):
+        """The node's Hello, decoded, if it sent one first."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not self.closed:
+            if len(self.rx) >= 4:
+                n = struct.unpack(">I", self.rx[:4])[0]
+                if len(self.rx) >= 4 + n:
+                    env = decode(self.rx[4:4 + n])
+                    if 1 in env:
+                        return decode(env[1][0])
+                    return None
+            self.poll(0.1)
+        return None
+
+    def wait_closed(self, timeout=5.0):
+        end = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < end:
+            self.poll(0.1)
+        return self.closed
+
+    def close(self):
+        self.sock.close()
+
+
+class OwnerLost(cluster.ClusterTest):
+
+    def test_owner_killed(self):
+        hp = self.cluster.haproxy
+        s = self.sim("haproxy")
+        before = hp.sessions("vspcd-vm")
+        s.cmd("add 0 kvm-0 " + UUID.hex())
+        s.cmd("connect 0")
+        s.expect(r"^ready 0 kvm-0")
+        owner = self.cluster.node(hp.server_of_new("vspcd-vm", before))
+        b, c = [n for n in self.cluster.nodes if n is not owner]
+        b.wait_listed("kvm-0", timeout=15)
+        c.wait_listed("kvm-0", timeout=15)
+        p = self.console(b)
+        self.assertIn(b"[attached", ask(p, "kvm-0"))
+        q = self.console(c)
+        self.assertIn(b"[spy", ask(q, "kvm-0"))
+        s.cmd("send 0 %s" % b"before the crash\r\n".hex())
+        p.read_until(b"before the crash\r\n")
+        q.read_until(b"before the crash\r\n")
+
+        owner.kill9()
+        s.expect(r"^closed 0 \S+ src", timeout=10)
+        # The people are told, and stay connected.
+        p.read_until(NOTICE, timeout=15)
+        q.read_until(NOTICE, timeout=15)
+        self.assertFalse(p.closed or q.closed)
+
+        # ESXi reconnects (through HAProxy: a surviving node takes it).
+        s.cmd("close 0")
+        before = hp.sessions("vspcd-vm")
+        s.cmd("connect 0")
+        s.expect(r"^ready 0 kvm-0", timeout=15)
+        new_owner = hp.server_of_new("vspcd-vm", before)
+        self.assertNotEqual(new_owner, owner.name)
+        s.cmd("send 0 %s" % b"after the crash\r\n".hex())
+        p.read_until(b"after the crash\r\n", timeout=15)
+        q.read_until(b"after the crash\r\n", timeout=15)
+        self.assertFalse(p.closed or q.closed)
+        # Re-attached in the mode they had: the writer still writes.
+        p.send(b"still the writer")
+        self.assertEqual(cluster.sim_recv(s, 0, 16, timeout=10),
+                         b"still the writer",
+                         "the writer, re-attached, cannot write")
+
+        # The killed node comes back: it serves people, takes nothing.
+        s.drain()
+        s.seen.clear()
+        owner.start()
+        self.cluster.settle()
+        owner.wait_listed("kvm-0", timeout=15)
+        r = self.console(owner)
+        self.assertIn(b"[spy", ask(r, "kvm-0"))
+        s.cmd("send 0 %s" % b"after the restart\r\n".hex())
+        for x in (p, q, r):
+            x.read_until(b"after the restart\r\n", timeout=10)
+        time.sleep(3)       # node_timeout: time to (wrongly) take it back.
+        s.drain()
+        self.assertEqual([e for e in s.seen if e.startswith("closed 0")], [])
+        self.assertEqual(hp.sessions("vspcd-vm"), [("vspcd-vm", new_owner)])
+        for n in self.cluster.nodes:
+            self.assertEqual(n.listing().count(b"kvm-0"), 1, n.name)
+        s.cmd("send 0 %s" % b"still here\r\n".hex())
+        for x in (p, q, r):
+            x.read_until(b"still here\r\n", timeout=10)
+
+
+class RedisLost(cluster.ClusterTest):
+
+    def test_redis_restart(self):
+        n1, n2, n3 = self.cluster.nodes
+        s = self.sim(n1)
+        s.cmd("add 0 rvm-a " + UUID.hex())
+        s.cmd("connect 0")
+        s.expect(r"^ready 0 rvm-a")
+        vb = self.fakevm(n2, name="rvm-b")
+        self.wait_listed_everywhere("rvm-a")
+        self.wait_listed_everywhere("rvm-b")
+        local = self.console(n1)
+        self.assertIn(b"[attached", ask(local, "rvm-a"))
+
+        self.cluster.redis.stop()
+        # n1 keeps serving its own console and its own people.
+        s.cmd("send 0 %s" % b"during the outage\r\n".hex())
+        local.read_until(b"during the outage\r\n")
+        local.send(b"local typing")
+        self.assertEqual(cluster.sim_recv(s, 0, 12), b"local typing")
+        local2 = self.console(n1)
+        self.assertIn(b"[spy", ask(local2, "rvm-a"))
+        vb.send(b"rvm-b still served\r\n")
+        local3 = self.console(n2)
+        self.assertIn(b"[attached", ask(local3, "rvm-b"))
+        local3.read_until(b"rvm-b still served\r\n")
+
+        # A remote attach is refused, and the person is told why.
+        answers = []
+
+        def refused():
+            r = self.console(n3)
+            a = ask(r, "spy rvm-a")
+            answers.append(a)
+            r.close()
+            return b"[spy" not in a and REASON.search(a)
+        wait_for(refused, 10, "a remote attach refused with a reason "
+                 "during the outage (answers: %r)" % answers)
+
+        self.cluster.redis.start()
+        self.wait_listed_everywhere("rvm-a", timeout=20)
+        self.wait_listed_everywhere("rvm-b", timeout=20)
+        # The nodes reconnect (with some back-off) and republish; then
+        # remote attaches work again.
+        remote = self.console(n3)
+        answers = []
+
+        def attached():
+            a = ask(remote, "spy rvm-a")
+            answers.append(a)
+            return b"[spy" in a
+        wait_for(attached, 20, "a remote attach once Redis is back "
+                 "(answers: %r)" % answers)
+        s.cmd("send 0 %s" % b"redis is back\r\n".hex())
+        remote.read_until(b"redis is back\r\n")
+        local.read_until(b"redis is back\r\n")
+        # A cross-node vMotion works again; the people follow.
+        s.cmd("vmotion 0 ok fin-first dest=127.0.0.1:%d" % n2.vm_port)
+        m = s.expect(r"^vmotion-done 0 (\S+) (ok|fail) (.*)", timeout=15)
+        self.assertEqual(m.group(2), "ok", m.group(0))
+        s.cmd("send 0 %s" % b"moved to n2\r\n".hex())
+        remote.read_until(b"moved to n2\r\n")
+        local.read_until(b"moved to n2\r\n")
+
+
+class SlowRemote(cluster.ClusterTest):
+
+    def test_slow_remote_person(self):
+        n1, n2, n3 = self.cluster.nodes
+        vm = self.fakevm(n1, uuid=UUID, name="busy")
+        self.wait_listed_everywhere("busy")
+        fast = self.console(n2)
+        self.assertIn(b"[attached", ask(fast, "busy"))
+        slow = self.console(n3, rcvbuf=4096)
+        self.assertIn(b"[spy", ask(slow, "busy"))
+        # 4 MB, far more than the history and every buffer on the way:
+        # the VM must get all of it out (a send blocked for 10 s fails)
+        # while the slow person reads nothing.
+        block = bytes(range(256)).replace(b"\xff", b"") * 256
+        vm.sock.settimeout(10)
+        sent = bytearray()
+        while len(sent) < 4 * 1024 * 1024:
+            vm.send(block)
+            sent += block
+            while fast.fill(0):
+                pass
+        got = fast.read_bytes(len(sent), timeout=30)
+        self.assertEqual(got, bytes(sent))
+        data = slow.read_until(re.compile(rb"\[-- (\d+) bytes skipped --\]"),
+                               timeout=15)
+        m = re.search(rb"\[-- (\d+) bytes skipped --\]", data)
+        self.assertGreater(int(m.group(1)), 0)
+        self.assertFalse(slow.closed)
+
+
+class BadPeers(cluster.ClusterTest):
+
+    def setUp(self):
+        super().setUp()
+        self.n1, self.n2, self.n3 = self.cluster.nodes
+        self.vm = self.fakevm(self.n1, uuid=UUID, name="calm")
+        self.wait_listed_everywhere("calm")
+        self.person = self.console(self.n2)
+        self.assertIn(b"[attached", ask(self.person, "calm"))
+        self.peers = []
+
+    def tearDown(self):
+        for p in self.peers:
+            p.close()
+        super().tearDown()
+
+    def hostile(self, data, then=None):
+        """Send data on n1's peer port; expect the connection closed and
+        a line about it in n1's log."""
+        mark = self.n1.log_mark()
+        p = PeerConn(self.n1)
+        self.peers.append(p)
+        theirs = p.their_hello(1.0)
+        p.send(data(theirs) if callable(data) else data)
+        if then is not None:
+            p.poll(0.3)
+            p.send(then)
+        self.assertTrue(p.wait_closed(10), "the node kept the connection")
+        # Logged: a line naming the connection (its port), or a peer
+        # line saying what was wrong.
+        port = str(p.port)
+        why = re.compile(r"(?i)peer.*(bad|refus|invalid|wrong|too |large|"
+                         r"long|reject|error|fail|mismatch|decode|unexpect|"
+                         r"auth|cluster)")
+        wait_for(lambda: any(port in ln or why.search(ln) for ln in
+                             self.n1.log_since(mark).splitlines()), 5,
+                 "n1 to log the refused peer")
+
+    def undisturbed(self, tag):
+        self.assertTrue(self.n1.running)
+        line = b"still calm after %s\r\n" % tag
+        self.vm.send(line)
+        self.person.read_until(line)
+        self.person.send(tag)
+        self.assertEqual(self.vm.wait_data(len(tag)), tag)
+        r = self.console(self.n3)
+        self.assertIn(b"[spy", ask(r, "calm"))
+        r.close()
+
+    def proto(self, theirs):
+        if theirs and 3 in theirs:
+            return theirs[3][0]
+        return 1
+
+    def test_garbage(self):
+        self.hostile(b"\x00\x00\x00\x10" + b"\xde\xad\xbe\xef" * 4)
+        self.undisturbed(b"garbage")
+
+    def test_huge_frame(self):
+        self.hostile(struct.pack(">I", 100 * 1024 * 1024) + b"\x0a" * 4096)
+        self.undisturbed(b"huge")
+
+    def test_wrong_cluster_name(self):
+        self.hostile(lambda t: hello("n9", "not-" + self.cluster.name,
+                                     self.proto(t)))
+        self.undisturbed(b"wrong-name")
+
+    def test_bad_auth(self):
+        # The right name and version, but no knowledge of the secret.
+        self.hostile(lambda t: hello("n9", self.cluster.name,
+                                     self.proto(t)),
+                     then=frame(field(2, field(1, bytes(32)))))
+        self.undisturbed(b"bad-auth")
+
+    def test_attach_before_auth(self):
+        attach = field(10, field(1, 1) + field(2, UUID.hex()) +
+                       field(3, 0) + field(9, 65536))
+        self.hostile(lambda t: hello("n9", self.cluster.name,
+                                     self.proto(t)),
+                     then=frame(attach))
+        self.undisturbed(b"early-attach")
+
+
+if __name__ == "__main__":
+    unittest.main()
