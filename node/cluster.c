@@ -117,6 +117,18 @@ TAILQ_HEAD(moveds, moved);
 #define CLUSTER_MOVED_KEEP	10		/* Seconds. */
 
 static struct moveds	 moved_channels = TAILQ_HEAD_INITIALIZER(moved_channels);
+
+/* An Attach that waits for its console's history to arrive. */
+struct pend_attach {
+	char			*node;
+	char			*key;
+	uint8_t			*packed;
+	size_t			 len;
+	TAILQ_ENTRY(pend_attach) entry;
+};
+TAILQ_HEAD(pend_attaches, pend_attach);
+static struct pend_attaches pend_attaches =
+    TAILQ_HEAD_INITIALIZER(pend_attaches);
 static int		 cluster_on;
 static struct hmap	 fwds;
 static struct hmap	 rchans;
@@ -136,6 +148,7 @@ static void	cluster_fwd_localize(struct client *, struct console *);
 static void	cluster_fwd_role(struct client *, const char *);
 static void	cluster_moved_add(const char *, const char *, const char *);
 static void	cluster_moved_free(struct moved *);
+static void	cluster_pend_run(const char *);
 
 /* The mode that keeps a person's role when the console moves. */
 static enum attach_mode
@@ -577,6 +590,7 @@ cluster_stop(void)
 	cluster_heartbeat_ev = NULL;
 	while (!TAILQ_EMPTY(&moved_channels))
 		cluster_moved_free(TAILQ_FIRST(&moved_channels));
+	cluster_pend_run(NULL);
 	free(cluster_self_addr);
 	cluster_self_addr = NULL;
 }
@@ -1105,18 +1119,29 @@ cluster_attach_answer(const char *node, u_int channel, enum attach_result r,
 
 /* A person on another node attaches to a console of ours. */
 static void
-cluster_remote_attach(struct peer *p, const Vspc__Attach *a)
+cluster_remote_attach(const char *node, const Vspc__Attach *a)
 {
 	struct console		*con;
 	struct client		*c;
 	struct rchan		*rc;
+	struct pend_attach	*pa;
 	enum attach_result	 r;
-	const char		*node = peer_node(p);
 	char			*err;
 	u_char			*replay = NULL;
 	size_t			 replaylen = 0;
 
 	con = console_find(a->console);
+	if (con != NULL && (con->flags & CONSOLE_HANDOVER)) {
+		/* Answered once the history (and its stream) is here. */
+		pa = xcalloc(1, sizeof *pa);
+		pa->node = xstrdup(node);
+		pa->key = xstrdup(a->console);
+		pa->len = vspc__attach__get_packed_size(a);
+		pa->packed = xmalloc(pa->len + 1);
+		vspc__attach__pack(a, pa->packed);
+		TAILQ_INSERT_TAIL(&pend_attaches, pa, entry);
+		return;
+	}
 	if (con == NULL || (con->flags & CONSOLE_REMOTE)) {
 		xasprintf(&err, "console %s is not on node %s", a->console,
 		    cluster_self());
@@ -1151,11 +1176,7 @@ cluster_remote_attach(struct peer *p, const Vspc__Attach *a)
 		client_close(c, attach_result_string(r));
 		return;
 	}
-	if (a->resume && (con->flags & CONSOLE_HANDOVER)) {
-		/* Checked against the stream when the history arrives. */
-		c->off = a->resume_offset;
-		c->stream = a->stream;
-	} else if (a->resume && a->stream == con->stream) {
+	if (a->resume && a->stream == con->stream) {
 		c->off = a->resume_offset;
 		if (c->off > con->history.end)
 			c->off = con->history.end;
@@ -1164,7 +1185,7 @@ cluster_remote_attach(struct peer *p, const Vspc__Attach *a)
 		c->off = ring_start(&con->history);
 	} else
 		c->off = ring_lines_back(&con->history, a->replay_lines);
-	if (a->replay_in_reply && !(con->flags & CONSOLE_HANDOVER)) {
+	if (a->replay_in_reply) {
 		replaylen = con->history.end - c->off;
 		if (replaylen > CLUSTER_DATA_MAX * 16)
 			replaylen = CLUSTER_DATA_MAX * 16;
@@ -1173,14 +1194,35 @@ cluster_remote_attach(struct peer *p, const Vspc__Attach *a)
 		    replaylen, replay, replaylen);
 		c->off = con->history.end;
 	}
-	/* While the history is on its way, the stream is the person's. */
 	cluster_attach_answer(node, a->channel, r, NULL, con, c->off,
-	    (con->flags & CONSOLE_HANDOVER) && a->resume ? a->stream :
 	    con->stream, replay, replaylen);
 	free(replay);
 	c->flags |= CLIENT_STREAM;
-	if (!(con->flags & CONSOLE_HANDOVER))
-		client_flush(c);
+	client_flush(c);
+}
+
+/* The console's history arrived: answer the Attaches that waited. */
+static void
+cluster_pend_run(const char *key)
+{
+	struct pend_attach	*pa, *pa1;
+	Vspc__Attach		*a;
+
+	TAILQ_FOREACH_SAFE(pa, &pend_attaches, entry, pa1) {
+		if (key != NULL && strcmp(pa->key, key) != 0)
+			continue;
+		TAILQ_REMOVE(&pend_attaches, pa, entry);
+		a = vspc__attach__unpack(NULL, pa->len, pa->packed);
+		if (a != NULL && key != NULL) {
+			cluster_remote_attach(pa->node, a);
+		}
+		if (a != NULL)
+			vspc__attach__free_unpacked(a, NULL);
+		free(pa->node);
+		free(pa->key);
+		free(pa->packed);
+		free(pa);
+	}
 }
 
 /* Remember where input for a moved channel should go. */
@@ -1600,6 +1642,7 @@ cluster_handover_timeout(evutil_socket_t fd, short events, void *arg)
 		vmconn_release_held(con->vm);
 	}
 	cluster_publish(con);
+	cluster_pend_run(con->key);
 }
 
 static void
@@ -1818,6 +1861,7 @@ cluster_msg_handover(struct peer *p, const Vspc__Handover *h)
 	    "stream at %llu)", con->key, peer_node(p), h->history.len,
 	    (unsigned long long)h->history_end);
 	cluster_publish(con);
+	cluster_pend_run(con->key);
 }
 
 static void
@@ -1933,7 +1977,7 @@ cluster_peer_message(struct peer *p, struct Vspc__Envelope *env)
 
 	switch (env->msg_case) {
 	case VSPC__ENVELOPE__MSG_ATTACH:
-		cluster_remote_attach(p, env->attach);
+		cluster_remote_attach(peer_node(p), env->attach);
 		break;
 	case VSPC__ENVELOPE__MSG_ATTACH_REPLY:
 		cluster_attach_reply(p, env->attach_reply);

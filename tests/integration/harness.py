@@ -370,6 +370,15 @@ class Console:
             pass
 
 
+def test_failed(case):
+    """Whether the running test case has failed (for printing logs)."""
+    outcome = getattr(case, "_outcome", None)
+    result = getattr(outcome, "result", None)
+    if result is not None and hasattr(result, "failures"):
+        return any(t is case for t, _ in result.failures + result.errors)
+    return any(e for _, e in (getattr(outcome, "errors", None) or []) if e)
+
+
 class NodeTest(unittest.TestCase):
     """A test case with one node started per test."""
 
@@ -390,8 +399,7 @@ class NodeTest(unittest.TestCase):
         for v in FakeVM.live:
             v.close()
         FakeVM.live.clear()
-        failed = any(e for _, e in (getattr(self._outcome, "errors", None)
-                                    or []) if e)
+        failed = test_failed(self)
         rc = self.node.stop()
         if failed or rc not in (0, None):
             sys.stderr.write("---- vspcd log ----\n%s\n" % self.node.log())
