@@ -189,7 +189,8 @@ client_write(struct client *c, const void *buf, size_t len)
 	 * client that keeps being sent messages while it reads nothing may
 	 * not.
 	 */
-	if (evbuffer_get_length(c->out) > server_conf->console_client_buffer) {
+	if (evbuffer_get_length(c->out) > server_conf->console_client_buffer +
+	    cluster_fwd_window(c)) {
 		log_warnx("client %u %s: output buffer full; disconnecting",
 		    c->id, c->addr);
 		server_stats.client_stuck++;

@@ -905,6 +905,15 @@ cluster_fwd_drained(struct client *c, size_t n)
 	cluster_send(f->node, &env);
 }
 
+/* Console output a forwarded person's buffer may hold (the credit). */
+size_t
+cluster_fwd_window(const struct client *c)
+{
+	if (c->cluster == NULL || c->kind == CLIENT_REMOTE)
+		return (0);
+	return (CLUSTER_CREDIT);
+}
+
 /* Let the owner start sending (the person is ready for output). */
 void
 cluster_fwd_grant(struct client *c)

@@ -58,6 +58,8 @@ enum config_type {
 	CONFIG_ACL,		/* Address list, text and parsed. */
 	CONFIG_URIS,		/* Accepted service URIs. */
 	CONFIG_TEMPLATE,	/* Log file name template. */
+	CONFIG_REDIS,		/* Redis URL, may be empty. */
+	CONFIG_HOSTS,		/* List of host[:port], may be empty. */
 	CONFIG_SIZE,
 	CONFIG_TIME,
 	CONFIG_UINT,
@@ -157,9 +159,9 @@ static const struct config_key config_keys[] = {
 	{ "log", "open_files", CONFIG_UINT, CF(log_open_files), 0,
 	    1, 65536, 0, "64" },
 
-	{ "cluster", "redis", CONFIG_STR, CF(cluster_redis), 0, 0, 0, 0,
+	{ "cluster", "redis", CONFIG_REDIS, CF(cluster_redis), 0, 0, 0, 0,
 	    "" },
-	{ "cluster", "sentinels", CONFIG_STR, CF(cluster_sentinels), 0,
+	{ "cluster", "sentinels", CONFIG_HOSTS, CF(cluster_sentinels), 0,
 	    0, 0, 0, "" },
 	{ "cluster", "master_name", CONFIG_STR, CF(cluster_master_name), 0,
 	    0, 0, 0, "" },
@@ -574,6 +576,8 @@ config_setvalue(struct config *conf, const struct config_key *k,
 {
 	char		**sp = NULL, *norm = NULL, *emsg = NULL, buf[32];
 	struct acl	 acl, *ap;
+	struct redis_addr ra, *hosts;
+	u_int		 nhosts;
 	size_t		 size;
 	uint64_t	 v = 0, n;
 	u_int		 t;
@@ -613,6 +617,25 @@ config_setvalue(struct config *conf, const struct config_key *k,
 		if (config_check_template(value, &emsg) != 0)
 			goto bad;
 		norm = xstrdup(value);
+		break;
+	case CONFIG_REDIS:
+		if (*value != '\0') {
+			if (config_parse_redis(value, &ra, &emsg) != 0)
+				goto bad;
+			config_redis_free(&ra);
+		}
+		norm = xstrdup(value);
+		break;
+	case CONFIG_HOSTS:
+		norm = config_list_normalise(value);
+		if (*norm != '\0') {
+			if (config_parse_sentinels(norm, &hosts, &nhosts,
+			    &emsg) != 0)
+				goto bad;
+			while (nhosts > 0)
+				config_redis_free(&hosts[--nhosts]);
+			free(hosts);
+		}
 		break;
 	case CONFIG_SIZE:
 		if (config_parse_size(value, &size) != 0) {
@@ -1485,6 +1508,8 @@ config_free(struct config *conf)
 		case CONFIG_LISTEN:
 		case CONFIG_URIS:
 		case CONFIG_TEMPLATE:
+		case CONFIG_REDIS:
+		case CONFIG_HOSTS:
 			free(*config_str(conf, k));
 			break;
 		default:

@@ -196,11 +196,13 @@ struct redis_store {
 	struct redis_addr	*sentinels;
 	u_int			 nsentinels;
 	u_int			 sen_idx;
+	u_char			*sen_down;	/* Failure logged, per Sentinel. */
 	int			 sen_reask;	/* Next ask after a delay. */
 	char			*master_name;
 	char			*sentinel_password;
 	char			*master_host;	/* As the Sentinels said. */
 	int			 master_port;
+	int			 master_known;	/* Else ask them again. */
 	int			 master_moved;
 
 	struct rconn		 conn[RCONN_KIND_MAX];
@@ -734,13 +736,8 @@ rconn_drop(struct rconn *c, const char *fmt, ...)
 {
 	va_list	ap;
 
-	if (c->ac == NULL || c->state == RCONN_DROPPING) {
-		if (c->ac != NULL)
-			return;
-		if (c->state != RCONN_IDLE)
-			c->state = RCONN_IDLE;
+	if (c->ac == NULL || c->state == RCONN_DROPPING)
 		return;
-	}
 	free(c->drop_reason);
 	va_start(ap, fmt);
 	xvasprintf(&c->drop_reason, fmt, ap);
@@ -786,6 +783,9 @@ rconn_on_connect(const redisAsyncContext *ac, int status)
 		free(reason);
 		return;
 	}
+	/* Being closed already: let it close. */
+	if (c->state == RCONN_DROPPING)
+		return;
 	c->state = RCONN_HANDSHAKE;
 	redis_handshake(c);
 }
@@ -884,7 +884,7 @@ rconn_start(struct rconn *c)
 	case RCONN_CMD:
 		if (!rs->sentinel)
 			rconn_connect(c, rs->url.host, rs->url.port);
-		else if (rs->master_host != NULL)
+		else if (rs->master_known)
 			rconn_connect(c, rs->master_host, rs->master_port);
 		else if (SEN(rs)->state == RCONN_IDLE &&
 		    !evtimer_pending(SEN(rs)->ev_retry, NULL))
@@ -949,8 +949,7 @@ rconn_lost(struct rconn *c, const char *reason)
 			log_warnx("store: redis unreachable: %s; asking the "
 			    "sentinels again in %u ms", reason, ms);
 		c->failing = 1;
-		free(rs->master_host);
-		rs->master_host = NULL;
+		rs->master_known = 0;
 		rs->sen_idx = 0;
 		if (SEN(rs)->state != RCONN_IDLE) {
 			rs->sen_reask = ms;
@@ -979,9 +978,13 @@ rconn_lost(struct rconn *c, const char *reason)
 			rconn_schedule(c, ms);
 			break;
 		}
-		if (!c->failing || log_getverbose() > 1)
+		if (!rs->sen_down[rs->sen_idx])
 			log_warnx("store: sentinel %s:%d: %s", c->host,
 			    c->port, reason);
+		else
+			log_debug("store: sentinel %s:%d: %s", c->host,
+			    c->port, reason);
+		rs->sen_down[rs->sen_idx] = 1;
 		/* Try the next one at once; after a whole round, wait. */
 		if (++rs->sen_idx < rs->nsentinels) {
 			rconn_schedule(c, 0);
@@ -1137,6 +1140,11 @@ redis_hs_master(struct redis_req *req, redisReply *r)
 	}
 	host = xstrndup(r->element[0]->str, r->element[0]->len);
 	c->backoff = REDIS_BACKOFF_MIN;
+	if (rs->sen_down[rs->sen_idx]) {
+		log_info("store: sentinel %s:%d answers again", c->host,
+		    c->port);
+		rs->sen_down[rs->sen_idx] = 0;
+	}
 	redis_sentinel_found(rs, host, (int)port, NULL);
 	free(host);
 	redis_handshake(c);
@@ -1251,6 +1259,7 @@ redis_sentinel_found(struct redis_store *rs, const char *host, int port,
 		rs->master_host = xstrdup(host);
 		rs->master_port = port;
 	}
+	rs->master_known = 1;
 	if (cmd->state == RCONN_IDLE) {
 		event_del(cmd->ev_retry);
 		rconn_schedule(cmd, 0);
@@ -2121,6 +2130,7 @@ redis_free(struct store *s)
 	for (i = 0; i < rs->nsentinels; i++)
 		config_redis_free(&rs->sentinels[i]);
 	free(rs->sentinels);
+	free(rs->sen_down);
 	free(rs->master_name);
 	if (rs->sentinel_password != NULL) {
 		OPENSSL_cleanse(rs->sentinel_password,
@@ -2195,6 +2205,7 @@ store_redis_create(struct event_base *base, const struct config *conf,
 			return (NULL);
 		}
 		rs->sentinel = 1;
+		rs->sen_down = xcalloc(rs->nsentinels, 1);
 	} else {
 		*err = xstrdup("[cluster]: neither redis nor sentinels is set");
 		free(rs);

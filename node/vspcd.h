@@ -848,6 +848,7 @@ void		 cluster_fwd_input(struct client *, const u_char *, size_t);
 void		 cluster_fwd_drained(struct client *, size_t);
 void		 cluster_fwd_grant(struct client *);
 struct evbuffer	*cluster_fwd_seed(struct client *);
+size_t		 cluster_fwd_window(const struct client *);
 int		 cluster_fwd_mode(struct client *, enum attach_mode, u_int,
 		     int);
 int		 cluster_client_forwarded(const struct client *);

@@ -274,6 +274,10 @@ class RedisLost(cluster.ClusterTest):
 
 class SlowRemote(cluster.ClusterTest):
 
+    # A history that covers the forwarding path's slack: the fast person
+    # is forwarded across two nodes on a loaded machine.
+    node_extra = {"console.history": "4M"}
+
     def test_slow_remote_person(self):
         n1, n2, n3 = self.cluster.nodes
         vm = self.fakevm(n1, uuid=UUID, name="busy")
@@ -282,13 +286,13 @@ class SlowRemote(cluster.ClusterTest):
         self.assertIn(b"[attached", ask(fast, "busy"))
         slow = self.console(n3, rcvbuf=4096)
         self.assertIn(b"[spy", ask(slow, "busy"))
-        # 4 MB, far more than the history and every buffer on the way:
+        # 16 MB, far more than the history and every buffer on the way:
         # the VM must get all of it out (a send blocked for 10 s fails)
         # while the slow person reads nothing.
         block = bytes(range(256)).replace(b"\xff", b"") * 256
         vm.sock.settimeout(10)
         sent = bytearray()
-        while len(sent) < 4 * 1024 * 1024:
+        while len(sent) < 16 * 1024 * 1024:
             vm.send(block)
             sent += block
             while fast.fill(0):

@@ -692,20 +692,25 @@ test_check(void **state)
 	free(err);
 	set_ok(conf, "cluster.master_name=vspc");
 	assert_int_equal(config_check(conf, &err), 0);
-	set_ok(conf, "cluster.sentinels=10.0.0.1:26379, [::1], s3:1");
+	/* The list is normalised like the other lists. */
+	set_ok(conf, "cluster.sentinels=10.0.0.1:26379  [::1],s3:1");
+	assert_string_equal(conf->cluster_sentinels,
+	    "10.0.0.1:26379, [::1], s3:1");
 	assert_int_equal(config_check(conf, &err), 0);
-	set_ok(conf, "cluster.sentinels=10.0.0.1:99999");
-	assert_int_equal(config_check(conf, &err), -1);
-	assert_string_equal(err, "[cluster] sentinels: bad port in "
-	    "\"10.0.0.1:99999\"");
+	/* Addresses and URLs are checked as they are read. */
+	assert_int_equal(config_set(conf, "cluster.sentinels=10.0.0.1:99999",
+	    &err), -1);
+	assert_string_equal(err, "-o cluster.sentinels=10.0.0.1:99999: "
+	    "[cluster] sentinels: bad port in \"10.0.0.1:99999\"");
 	free(err);
+	assert_string_equal(conf->cluster_sentinels,
+	    "10.0.0.1:26379, [::1], s3:1");
 	set_ok(conf, "cluster.sentinels=");
-	set_ok(conf, "cluster.redis=rediss://r1:6380");
-	assert_int_equal(config_check(conf, &err), -1);
+	assert_int_equal(config_set(conf, "cluster.redis=rediss://r1:6380",
+	    &err), -1);
 	assert_non_null(strstr(err, "[cluster] redis: \"rediss://r1:6380\": "
 	    "TLS to Redis (rediss://) is not supported"));
 	free(err);
-	set_ok(conf, "cluster.redis=");
 	assert_int_equal(config_check(conf, &err), 0);
 
 	/* A node must live longer than two missed heartbeats. */

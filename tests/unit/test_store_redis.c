@@ -1276,6 +1276,29 @@ sentinel_has_replica(int port)
 	return (ok);
 }
 
+/* Is the server on port a replica with its link to the master up? */
+static int
+replica_connected(int port)
+{
+	redisContext	*rc;
+	redisReply	*r;
+	int		 ok = 0;
+
+	if ((rc = sync_connect(port, NULL)) == NULL)
+		return (0);
+	r = redisCommand(rc, "ROLE");
+	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 4 &&
+	    r->element[0]->type == REDIS_REPLY_STRING &&
+	    strcmp(r->element[0]->str, "slave") == 0 &&
+	    r->element[3]->type == REDIS_REPLY_STRING &&
+	    strcmp(r->element[3]->str, "connected") == 0)
+		ok = 1;
+	if (r != NULL)
+		freeReplyObject(r);
+	redisFree(rc);
+	return (ok);
+}
+
 static void
 test_sentinel(void **state)
 {
@@ -1357,6 +1380,29 @@ test_sentinel(void **state)
 	assert_non_null(rc);
 	assert_int_equal(sync_int(rc, "EXISTS vspc:{sen}:console:k2"), 1);
 	assert_int_equal(sync_int(rc, "EXISTS vspc:{sen}:console:k1"), 1);
+	redisFree(rc);
+
+	/*
+	 * The new master dies: the Sentinel promotes the old one (now its
+	 * replica) and the store follows again.
+	 */
+	end = now_ms() + 20000;
+	while (!replica_connected(mport) && now_ms() < end)
+		run_for(100);
+	assert_true(replica_connected(mport));
+	mark = seen->n;
+	stop_server(replica);
+	assert_true(wait_event(seen, mark, STORE_EV_DISCONNECTED, NULL,
+	    WAIT_MS) >= 0);
+	i = wait_event(seen, mark, STORE_EV_CONNECTED, NULL, 20000);
+	assert_true(i >= 0);
+	assert_true(wait_event(seen, (u_int)i, STORE_EV_RESYNC, NULL,
+	    WAIT_MS) > i);
+	claim(s, "k3", "n1", 0, &r);
+	assert_int_equal(r.st, STORE_OK);
+	rc = sync_connect(mport, NULL);
+	assert_non_null(rc);
+	assert_int_equal(sync_int(rc, "EXISTS vspc:{sen}:console:k3"), 1);
 	redisFree(rc);
 
 	store_free(s);
