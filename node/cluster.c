@@ -450,18 +450,72 @@ cluster_nodes(enum store_status st, const struct store_node *nodes, size_t n,
 	}
 }
 
-/* Claim again, with our epoch, what we serve: the store may have lost it. */
+/*
+ * Claim again, with our epoch, what we serve: the store may have lost it.
+ * Paced, a batch per loop turn, so that a node with tens of thousands of
+ * consoles does not flood the store.
+ */
+#define CLUSTER_REPUBLISH_BATCH	500
+
+static char		**republish_keys;
+static size_t		  republish_n, republish_next;
+static struct event	 *republish_ev;
+
+static void
+cluster_republish_free(void)
+{
+	size_t	i;
+
+	for (i = republish_next; i < republish_n; i++)
+		free(republish_keys[i]);
+	free(republish_keys);
+	republish_keys = NULL;
+	republish_n = republish_next = 0;
+}
+
+static void
+cluster_republish_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct console	*con;
+	struct timeval	 tv = { 0, 10000 };
+	size_t		 end;
+
+	end = republish_next + CLUSTER_REPUBLISH_BATCH;
+	if (end > republish_n)
+		end = republish_n;
+	for (; republish_next < end; republish_next++) {
+		con = console_find(republish_keys[republish_next]);
+		if (con != NULL && !(con->flags & CONSOLE_REMOTE) &&
+		    con->vm != NULL)
+			store_console_claim(server_store, con->key,
+			    cluster_self(), con->epoch, cluster_claimed,
+			    xstrdup(con->key));
+		free(republish_keys[republish_next]);
+	}
+	if (republish_next < republish_n)
+		evtimer_add(republish_ev, &tv);
+	else
+		cluster_republish_free();
+}
+
 static void
 cluster_republish(void)
 {
 	struct console	*con;
+	struct timeval	 tv = { 0, 0 };
 
+	cluster_republish_free();
 	TAILQ_FOREACH(con, &all_consoles, gentry) {
 		if ((con->flags & CONSOLE_REMOTE) || con->vm == NULL)
 			continue;
-		store_console_claim(server_store, con->key, cluster_self(),
-		    con->epoch, cluster_claimed, xstrdup(con->key));
+		republish_keys = xreallocarray(republish_keys, republish_n + 1,
+		    sizeof *republish_keys);
+		republish_keys[republish_n++] = xstrdup(con->key);
 	}
+	if (republish_ev == NULL)
+		republish_ev = evtimer_new(server_base, cluster_republish_cb,
+		    NULL);
+	evtimer_add(republish_ev, &tv);
 }
 
 static void
@@ -590,6 +644,10 @@ cluster_stop(void)
 	cluster_heartbeat_ev = NULL;
 	while (!TAILQ_EMPTY(&moved_channels))
 		cluster_moved_free(TAILQ_FIRST(&moved_channels));
+	cluster_republish_free();
+	if (republish_ev != NULL)
+		event_free(republish_ev);
+	republish_ev = NULL;
 	cluster_pend_run(NULL);
 	free(cluster_self_addr);
 	cluster_self_addr = NULL;

@@ -50,15 +50,21 @@
  *
  * Connections: "cmd" carries every command; "sub" is SUBSCRIBEd to the
  * event channel on the same server and is (re)opened whenever cmd becomes
- * ready; with Sentinel, "sentinel" asks the Sentinels (in order) where the
- * master is, then stays SUBSCRIBEd to +switch-master to follow a failover
- * at once.  A connection that fails is reopened with a delay of 100 ms,
- * doubling to 5 s.  Commands are tracked in order per connection: one
- * without a reply within redis_timeout closes the connection (hiredis
- * 0.14 has no timeouts of its own), and every command in flight on a
- * closed connection, or issued while there is none, is answered
- * STORE_UNAVAILABLE.  No hiredis context is freed from inside one of its
- * own callbacks: closing is queued (ev_drop) to the next loop turn.
+ * ready (both send AUTH from the URL; only cmd needs SELECT, pub/sub does
+ * not depend on the database); with Sentinel, "sentinel" asks the
+ * Sentinels (in order, with AUTH sentinel_password) where the master is,
+ * then stays SUBSCRIBEd to +switch-master to follow a failover at once,
+ * and cmd checks with ROLE that it reached a master.  With Sentinel the
+ * master is reached without AUTH.  A connection that fails is reopened
+ * with a delay of 100 ms, doubling to 5 s.
+ *
+ * Commands are tracked in order per connection: one without a reply
+ * within redis_timeout closes the connection (hiredis 0.14 has no
+ * timeouts of its own), and every command in flight on a closed
+ * connection, or issued while there is none, is answered
+ * STORE_UNAVAILABLE.  At most REDIS_INFLIGHT_MAX are in flight.  No
+ * hiredis context is freed from inside one of its own callbacks: closing
+ * is queued (ev_drop) to the next loop turn.
  *
  * The store must not be freed from one of its own callbacks.
  */
@@ -196,7 +202,7 @@ struct redis_store {
 	struct redis_addr	*sentinels;
 	u_int			 nsentinels;
 	u_int			 sen_idx;
-	u_char			*sen_down;	/* Failure logged, per Sentinel. */
+	u_char			*sen_down;	/* Failure logged, each. */
 	int			 sen_reask;	/* Next ask after a delay. */
 	char			*master_name;
 	char			*sentinel_password;
@@ -241,6 +247,14 @@ static const char lua_claim[] = LUA_ESC
 	"if ARGV[2] ~= '0' and cur[1] and cur[1] ~= '' and "
 	"    cur[1] ~= ARGV[1] and cur[2] ~= ARGV[2] then "
 	"  return {0, cur[2] or '0'} "
+	"end "
+	/*
+	 * Epochs never go back, even after Redis lost its data: a node that
+	 * republishes what it holds brings the counter up to what it knew.
+	 */
+	"local c = tonumber(redis.call('GET', KEYS[2]) or '0') "
+	"if tonumber(ARGV[2]) > c then "
+	"  redis.call('SET', KEYS[2], ARGV[2]) "
 	"end "
 	"local e = string.format('%d', redis.call('INCR', KEYS[2])) "
 	"redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', e) "

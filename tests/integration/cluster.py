@@ -465,6 +465,11 @@ class Cluster:
             n.start()
         if self.haproxy:
             self.haproxy.start()
+            # Round robin is only round while every server is UP.
+            hp = self.haproxy
+            wait_for(lambda: hp.server_status() and all(
+                v.startswith("UP") for v in hp.server_status().values()),
+                15, "haproxy to see every node UP")
         if self.clustered:
             self.settle()
         return self
