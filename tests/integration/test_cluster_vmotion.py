@@ -159,5 +159,96 @@ class CrossNode(cluster.ClusterTest):
         p.read_until(b"moved and alive\r\n")
 
 
+class CrossNodeFailures(cluster.ClusterTest):
+    """Every failure path of a vMotion whose destination host reaches
+    another node: the console stays on the source, the person attached
+    through a third node sees it go on, and a later vMotion works."""
+
+    node_extra = {"vm.vmotion_token_ttl": "3"}
+
+    def setUp(self):
+        super().setUp()
+        self.n1, self.n2, self.n3 = self.cluster.nodes
+        self.s = self.sim(self.n1)
+        self.s.cmd("add 0 vm-00000 " + UUID)
+        self.s.cmd("connect 0")
+        self.s.expect(r"^ready 0 vm-00000")
+        self.wait_listed_everywhere("vm-00000")
+        self.p = self.console(self.n3)
+        self.assertIn(b"[attached", ask(self.p, "vm-00000"))
+
+    def still_on_source(self, tag):
+        line = b"after %s\r\n" % tag.encode()
+        self.s.cmd("send 0 %s" % line.hex())
+        self.p.read_until(line, timeout=10)
+        self.p.send(b"k-" + tag.encode())
+        self.assertEqual(cluster.sim_recv(self.s, 0, 2 + len(tag)),
+                         b"k-" + tag.encode())
+
+    def variant(self, name, extra=""):
+        self.s.cmd("vmotion 0 %s dest=127.0.0.1:%d %s" %
+                   (name, self.n2.vm_port, extra))
+        m = self.s.expect(r"^vmotion-done 0 (\S+) (ok|fail) (.*)",
+                          timeout=20)
+        self.assertEqual(m.group(2), "ok", "%s: %s" % (name, m.group(0)))
+        self.still_on_source(name)
+
+    def test_abort_without_destination(self):
+        self.variant("no-dest", "delay=300")
+
+    def test_bad_secret_on_another_node(self):
+        self.variant("bad-secret", "timeout=1500")
+        self.assertIn("VMOTION-PEER with an unknown", self.n2.log())
+
+    def test_destination_lost_after_peer_ok(self):
+        self.variant("dest-drop")
+
+    def test_second_begin(self):
+        self.variant("double-begin")
+
+    def test_replayed_token(self):
+        # A successful move to n2, then its token again: refused.
+        self.s.cmd("vmotion 0 ok fin-first dest=127.0.0.1:%d" %
+                   self.n2.vm_port)
+        m = self.s.expect(r"^vmotion-done 0 (\S+) (ok|fail) (.*)",
+                          timeout=20)
+        self.assertEqual(m.group(2), "ok", m.group(0))
+        self.s.cmd("vmotion 0 replay dest=127.0.0.1:%d" % self.n3.vm_port)
+        m = self.s.expect(r"^vmotion-done 0 (\S+) (ok|fail) (.*)",
+                          timeout=20)
+        self.assertEqual(m.group(2), "ok", m.group(0))
+        line = b"on n2 now\r\n"
+        self.s.cmd("send 0 %s" % line.hex())
+        self.p.read_until(line, timeout=10)
+
+    def test_same_node_destination(self):
+        self.s.cmd("vmotion 0 ok fin-first dest=127.0.0.1:%d" %
+                   self.n1.vm_port)
+        m = self.s.expect(r"^vmotion-done 0 (\S+) (ok|fail) (.*)",
+                          timeout=20)
+        self.assertEqual(m.group(2), "ok", m.group(0))
+        self.still_on_source("same-node")
+
+    def test_timeout_returns_to_source(self):
+        # The source host never hears back from its destination and
+        # sends nothing: after [vm] vmotion_token_ttl (3 s here) the node
+        # gives up on the vMotion, and a new one is possible.
+        self.s.cmd("vmotion 0 no-dest delay=5000")
+        self.s.expect(r"^goahead 0 ", timeout=10)
+        cluster.wait_for(lambda: "timed out" in self.n1.log(), 10,
+                         "the vMotion to time out on n1")
+        # The host's late ABORT is harmless.
+        m = self.s.expect(r"^vmotion-done 0 (\S+) (ok|fail) (.*)",
+                          timeout=20)
+        self.assertEqual(m.group(2), "ok", m.group(0))
+        self.s.cmd("vmotion 0 ok fin-first dest=127.0.0.1:%d" %
+                   self.n2.vm_port)
+        m = self.s.expect(r"^vmotion-done 0 ok (ok|fail) (.*)", timeout=20)
+        self.assertEqual(m.group(1), "ok", m.group(0))
+        line = b"moved after a timeout\r\n"
+        self.s.cmd("send 0 %s" % line.hex())
+        self.p.read_until(line, timeout=10)
+
+
 if __name__ == "__main__":
     unittest.main()
