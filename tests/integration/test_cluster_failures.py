@@ -9,6 +9,7 @@
 
 import os
 import re
+import signal
 import socket
 import struct
 import sys
@@ -270,6 +271,35 @@ class RedisLost(cluster.ClusterTest):
         s.cmd("send 0 %s" % b"moved to n2\r\n".hex())
         remote.read_until(b"moved to n2\r\n")
         local.read_until(b"moved to n2\r\n")
+
+
+class LinkLost(cluster.ClusterTest):
+
+    node_extra = {"cluster.peer_ping": "1"}
+
+    def test_peer_link_lost_and_back(self):
+        n1, n2, n3 = self.cluster.nodes
+        vm = self.fakevm(n1, uuid=UUID, name="linked")
+        self.wait_listed_everywhere("linked")
+        p = self.console(n2)
+        self.assertIn(b"[attached", ask(p, "linked"))
+        vm.send(b"before\r\n")
+        p.read_until(b"before\r\n")
+        # n1 stops answering (its process is stopped): n2 loses the link
+        # and tells the person, who stays connected.
+        n1.signal(signal.SIGSTOP)
+        try:
+            p.read_until(re.compile(rb"link to node n1 lost"), timeout=15)
+            self.assertFalse(p.closed)
+        finally:
+            n1.signal(signal.SIGCONT)
+        # n1 is back: the link comes back and the person is attached
+        # again, still the writer.
+        p.read_until(re.compile(rb"reachable again"), timeout=20)
+        vm.send(b"after\r\n")
+        p.read_until(b"after\r\n", timeout=10)
+        p.send(b"typing again")
+        self.assertEqual(vm.wait_data(12, timeout=10), b"typing again")
 
 
 class SlowRemote(cluster.ClusterTest):
