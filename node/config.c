@@ -299,40 +299,59 @@ config_parse_uint(const char *s, uint64_t *v)
 	return (0);
 }
 
+/* A unit suffix and what it multiplies by. */
+struct config_unit {
+	char		 suffix;
+	uint64_t	 mult;
+};
+
+static const struct config_unit config_size_units[] = {
+	{ 'k', KSIZE }, { 'K', KSIZE }, { 'm', MSIZE }, { 'M', MSIZE },
+	{ 'g', GSIZE }, { 'G', GSIZE }, { '\0', 0 }
+};
+
+static const struct config_unit config_time_units[] = {
+	{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 }, { '\0', 0 }
+};
+
+/* Parse a number with an optional unit suffix, at most max in all. */
+static int
+config_parse_scaled(const char *s, const struct config_unit *units,
+    uint64_t max, uint64_t *out)
+{
+	const struct config_unit	*u;
+	char				*num;
+	size_t				 len;
+	uint64_t			 v, mult = 1;
+	int				 rv;
+
+	if ((len = strlen(s)) == 0)
+		return (-1);
+	for (u = units; u->suffix != '\0'; u++) {
+		if (s[len - 1] == u->suffix) {
+			mult = u->mult;
+			len--;
+			break;
+		}
+	}
+	num = xstrndup(s, len);
+	rv = config_parse_uint(num, &v);
+	free(num);
+	if (rv != 0 || v > max / mult)
+		return (-1);
+	*out = v * mult;
+	return (0);
+}
+
 /* Parse a size: a number with an optional k, m or g suffix (1024-based). */
 int
 config_parse_size(const char *s, size_t *size)
 {
-	char		*num;
-	size_t		 len;
-	uint64_t	 v, mult = 1;
-	int		 rv;
+	uint64_t	v;
 
-	len = strlen(s);
-	if (len == 0)
+	if (config_parse_scaled(s, config_size_units, SIZE_MAX, &v) != 0)
 		return (-1);
-	switch (s[len - 1]) {
-	case 'k':
-	case 'K':
-		mult = KSIZE;
-		break;
-	case 'm':
-	case 'M':
-		mult = MSIZE;
-		break;
-	case 'g':
-	case 'G':
-		mult = GSIZE;
-		break;
-	}
-	if (mult != 1)
-		len--;
-	num = xstrndup(s, len);
-	rv = config_parse_uint(num, &v);
-	free(num);
-	if (rv != 0 || v > SIZE_MAX / mult)
-		return (-1);
-	*size = v * mult;
+	*size = v;
 	return (0);
 }
 
@@ -340,38 +359,11 @@ config_parse_size(const char *s, size_t *size)
 int
 config_parse_time(const char *s, u_int *t)
 {
-	char		*num;
-	size_t		 len;
-	uint64_t	 v, mult = 1;
-	int		 rv;
+	uint64_t	v;
 
-	len = strlen(s);
-	if (len == 0)
+	if (config_parse_scaled(s, config_time_units, UINT_MAX, &v) != 0)
 		return (-1);
-	switch (s[len - 1]) {
-	case 's':
-		mult = 1;
-		len--;
-		break;
-	case 'm':
-		mult = 60;
-		len--;
-		break;
-	case 'h':
-		mult = 3600;
-		len--;
-		break;
-	case 'd':
-		mult = 86400;
-		len--;
-		break;
-	}
-	num = xstrndup(s, len);
-	rv = config_parse_uint(num, &v);
-	free(num);
-	if (rv != 0 || v > UINT_MAX / mult)
-		return (-1);
-	*t = v * mult;
+	*t = v;
 	return (0);
 }
 
