@@ -571,14 +571,20 @@ cluster_heartbeat(evutil_socket_t fd, short events, void *arg)
 	snprintf(n.id, sizeof n.id, "%s", cluster_self());
 	snprintf(n.peer, sizeof n.peer, "%s", cluster_self_addr);
 	snprintf(n.version, sizeof n.version, "%s", VSPCD_VERSION);
-	snprintf(n.state, sizeof n.state, "active");
+	snprintf(n.state, sizeof n.state, "%s", server_draining ?
+	    "draining" : "active");
 	n.started = cluster_started;
 	n.heartbeat = time(NULL);
 	TAILQ_FOREACH(con, &all_consoles, gentry) {
-		if (!(con->flags & CONSOLE_REMOTE))
+		if (!(con->flags & CONSOLE_REMOTE)) {
 			consoles++;
+			n.clients += con->nclients;
+			if (con->vmotion.state != VMOTION_NONE)
+				n.vmotions++;
+		}
 	}
 	n.consoles = consoles;
+	n.peers = peer_link_count();
 	store_node_update(server_store, &n);
 }
 
@@ -729,6 +735,13 @@ cluster_fwd_start(struct client *c, struct fwd *f)
 		return;
 	}
 	if (con == NULL || !(con->flags & CONSOLE_REMOTE)) {
+		if (f->initial) {
+			f->state = FWD_WAITING;
+			if (c->proto->attached != NULL)
+				c->proto->attached(c, ATTACH_REFUSED_REMOTE,
+				    "console not available");
+			return;
+		}
 		cluster_fwd_wait(f, "console not available; waiting");
 		return;
 	}
@@ -775,8 +788,16 @@ cluster_fwd_start(struct client *c, struct fwd *f)
 	env.attach = &a;
 	f->state = FWD_ATTACHING;
 	f->unacked = 0;
-	if (cluster_send(f->node, &env) == -1)
+	if (cluster_send(f->node, &env) == -1) {
+		if (f->initial) {
+			f->state = FWD_WAITING;
+			if (c->proto->attached != NULL)
+				c->proto->attached(c, ATTACH_REFUSED_REMOTE,
+				    "the console's node cannot be reached");
+			return;
+		}
 		cluster_fwd_wait(f, "owner unreachable; waiting");
+	}
 }
 
 /*
@@ -2134,6 +2155,12 @@ cluster_peer_message(struct peer *p, struct Vspc__Envelope *env)
 		break;
 	case VSPC__ENVELOPE__MSG_HANDOVER:
 		cluster_msg_handover(p, env->handover);
+		break;
+	case VSPC__ENVELOPE__MSG_CONTROL_RELAY:
+		control_relay_request(p, env->control_relay);
+		break;
+	case VSPC__ENVELOPE__MSG_CONTROL_RELAY_REPLY:
+		control_relay_reply(p, env->control_relay_reply);
 		break;
 	default:
 		log_debug("cluster: node %s sent message %d; ignored",

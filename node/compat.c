@@ -430,11 +430,11 @@ compat_py_answer(struct client *c, struct pickle_value *v)
 	/* Console output waits for the telnet phase (see compat_py_telnet). */
 	c->flags |= CLIENT_NOCREDIT;
 	evbuffer_free(evb);
+	cp->pending = 1;	/* The answer may come before this returns. */
 	r = console_attach(con, c, mode);
-	if (r == ATTACH_PENDING) {
-		cp->pending = 1;
+	if (r == ATTACH_PENDING)
 		return;
-	}
+	cp->pending = 0;
 	compat_py_attached(c, r);
 }
 
@@ -688,11 +688,11 @@ compat_vmw_connect(struct client *c, const u_char *p, size_t len)
 	if (c->console != NULL && c->console != con)
 		console_detach(c->console, c, "switched");
 	c->flags |= CLIENT_ESCAPE;
+	((struct compat *)c->proto_data)->pending = 1;
 	r = console_attach(con, c, mode);
-	if (r == ATTACH_PENDING) {
-		((struct compat *)c->proto_data)->pending = 1;
+	if (r == ATTACH_PENDING)
 		return;
-	}
+	((struct compat *)c->proto_data)->pending = 0;
 	if (r != ATTACHED_WRITER && r != ATTACHED_SPY && r != ATTACHED_RO) {
 		log_info("compat %s: client %u: console %s: %s", c->addr,
 		    c->id, con->key, attach_result_string(r));
