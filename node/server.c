@@ -72,6 +72,7 @@ struct store		*server_store;
 struct stats		 server_stats;
 time_t			 server_now;
 int			 server_debug;
+int			 server_draining;
 
 static struct listeners	 listeners = TAILQ_HEAD_INITIALIZER(listeners);
 static struct event	*server_reaper;
@@ -80,6 +81,7 @@ static struct event	*server_sigs[5];
 static int		 server_reap_pending;
 static char		**server_overrides;
 static u_int		 server_noverrides;
+static u_int		 server_ticks;
 
 /* Microseconds on the monotonic clock. */
 uint64_t
@@ -109,6 +111,24 @@ server_reap_later(void)
 	}
 }
 
+/* Tell systemd what the node is doing (systemctl status shows it). */
+static void
+server_notify_status(void)
+{
+#ifdef HAVE_SYSTEMD
+	struct client	*c;
+	u_int		 people = 0;
+
+	TAILQ_FOREACH(c, &all_clients, gentry) {
+		if (c->kind != CLIENT_REMOTE && !(c->flags & CLIENT_DEAD))
+			people++;
+	}
+	sd_notifyf(0, "STATUS=%s, node %s: %u VMs, %u people, %u consoles",
+	    server_draining ? "draining" : "serving", server_conf->node_id,
+	    nvmconns, people, nconsoles);
+#endif
+}
+
 static void
 server_tick_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -116,6 +136,35 @@ server_tick_cb(evutil_socket_t fd, short events, void *arg)
 	client_check_stuck(server_now);
 	console_expire(server_now);
 	console_mark(server_now);
+	if (++server_ticks % 10 == 0)
+		server_notify_status();
+}
+
+/* Start or stop draining: /healthz says 503, status says so. */
+void
+server_set_draining(int on)
+{
+	on = on != 0;
+	if (on == server_draining)
+		return;
+	server_draining = on;
+	log_info("node %s: %s", server_conf->node_id, on ? "draining" :
+	    "no longer draining");
+	server_notify_status();
+}
+
+/* How many VM listeners are open (0: the node cannot take VMs). */
+u_int
+server_vm_listeners(void)
+{
+	struct listener	*l;
+	u_int		 n = 0;
+
+	TAILQ_FOREACH(l, &listeners, entry) {
+		if (l->kind == LISTEN_VM && l->lev != NULL)
+			n++;
+	}
+	return (n);
 }
 
 static void
@@ -149,6 +198,24 @@ server_accept_error(struct evconnlistener *lev, void *arg)
 }
 
 static void
+server_refuse_draining(struct listener *l, int fd, struct sockaddr *sa)
+{
+	char	addr[64], *msg;
+
+	if (l->kind == LISTEN_VM)
+		server_stats.vm_refused++;
+	log_info("%s listener %s: connection from %s refused: draining",
+	    listener_names[l->kind], l->text, addr_fmt(sa, addr, sizeof addr));
+	if (l->kind != LISTEN_VM) {
+		xasprintf(&msg, "vspcd: node %s is draining and takes no new "
+		    "sessions; try another node\r\n", server_conf->node_id);
+		(void)write(fd, msg, strlen(msg));
+		free(msg);
+	}
+	close(fd);
+}
+
+static void
 server_accept(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
@@ -160,6 +227,10 @@ server_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
 	server_now = time(NULL);
+	if (server_draining) {
+		server_refuse_draining(l, fd, sa);
+		return;
+	}
 	switch (l->kind) {
 	case LISTEN_VM:
 		if (!acl_match(&conf->vm_allow, sa)) {
@@ -352,7 +423,8 @@ server_reload(char **err)
 	conf->node_id = xstrdup(old->node_id);
 
 	server_conf = conf;
-	if (server_listen_all(conf, err) == -1) {
+	if (server_listen_all(conf, err) == -1 ||
+	    http_reconfigure(conf, err) == -1) {
 		server_conf = old;
 		server_listen_all(old, NULL);
 		config_free(conf);
@@ -457,6 +529,7 @@ server_start(struct config *conf, int debug)
 	server_conf = conf;
 	server_debug = debug;
 	server_now = time(NULL);
+	metrics_init();
 	event_set_log_callback(server_libevent_log);
 	signal(SIGPIPE, SIG_IGN);
 	server_raise_nofile();
@@ -492,7 +565,13 @@ server_start(struct config *conf, int debug)
 	} else
 		server_store = store_local_create(conf->node_id);
 
-	if (server_listen_all(conf, &err) == -1) {
+	if (server_listen_all(conf, &err) == -1 ||
+	    http_init(conf, &err) == -1) {
+		log_warnx("%s", err);
+		free(err);
+		return (-1);
+	}
+	if (control_init(conf, &err) == -1) {
 		log_warnx("%s", err);
 		free(err);
 		return (-1);
@@ -519,6 +598,8 @@ server_loop(void)
 
 	while ((l = TAILQ_FIRST(&listeners)) != NULL)
 		server_listener_free(l);
+	http_shutdown();
+	control_shutdown();
 	client_shutdown("vspcd is shutting down");
 	TAILQ_FOREACH_SAFE(v, &all_vmconns, gentry, v1) {
 		v->references = 0;

@@ -55,6 +55,8 @@ struct store_node {
 	int64_t		 heartbeat;	/* Unix time of its last refresh. */
 	uint32_t	 consoles;
 	uint32_t	 clients;
+	uint32_t	 vmotions;	/* vMotions in flight. */
+	uint32_t	 peers;		/* Peer links up. */
 };
 
 /* A console as the shared state knows it. */

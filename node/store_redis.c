@@ -21,7 +21,7 @@
  * Keys, with P = "vspc:{CLUSTER}:" (the braces are a Redis Cluster hash
  * tag, so that every key of a cluster is in one slot):
  *   P"node:"ID          hash peer, version, state, started, heartbeat,
- *                       consoles, clients; PEXPIRE node_timeout, renewed
+ *                       consoles, clients, vmotions, peers; PEXPIRE node_timeout, renewed
  *                       by every heartbeat.
  *   P"console:"KEY      hash owner, epoch, name, state, since.
  *   P"name:"NAME        set of the console keys with that VM name.
@@ -565,6 +565,12 @@ redis_parse_node(const char *id, const redisReply *r, struct store_node *n)
 		} else if (reply_field(f, "clients")) {
 			if (reply_u64(v, &u) == 0 && u <= UINT32_MAX)
 				n->clients = u;
+		} else if (reply_field(f, "vmotions")) {
+			if (reply_u64(v, &u) == 0 && u <= UINT32_MAX)
+				n->vmotions = u;
+		} else if (reply_field(f, "peers")) {
+			if (reply_u64(v, &u) == 0 && u <= UINT32_MAX)
+				n->peers = u;
 		}
 	}
 }
@@ -2049,9 +2055,9 @@ redis_node_update(struct store *s, const struct store_node *node)
 {
 	struct redis_store	*rs = s->impl;
 	struct redis_req	*req;
-	const char		*argv[19];
+	const char		*argv[23];
 	char			 ttl[24], started[24], hb[24], consoles[16];
-	char			 clients[16], *nkey, *id, *peer, *version;
+	char			 clients[16], vmotions[16], peers[16], *nkey, *id, *peer, *version;
 	char			*state;
 
 	id = xstrndup(node->id, sizeof node->id);
@@ -2065,6 +2071,8 @@ redis_node_update(struct store *s, const struct store_node *node)
 	    node->heartbeat : time(NULL)));
 	snprintf(consoles, sizeof consoles, "%u", node->consoles);
 	snprintf(clients, sizeof clients, "%u", node->clients);
+	snprintf(vmotions, sizeof vmotions, "%u", node->vmotions);
+	snprintf(peers, sizeof peers, "%u", node->peers);
 	argv[0] = "EVAL";
 	argv[1] = lua_node_update;
 	argv[2] = "1";
@@ -2084,9 +2092,13 @@ redis_node_update(struct store *s, const struct store_node *node)
 	argv[16] = consoles;
 	argv[17] = "clients";
 	argv[18] = clients;
+	argv[19] = "vmotions";
+	argv[20] = vmotions;
+	argv[21] = "peers";
+	argv[22] = peers;
 	req = req_new(redis_done_quiet, NULL);
 	req->key = xstrdup("node update");
-	(void)rconn_sendv(CMD(rs), req, 19, argv);
+	(void)rconn_sendv(CMD(rs), req, 23, argv);
 	free(nkey);
 	free(id);
 	free(peer);

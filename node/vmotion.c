@@ -161,6 +161,7 @@ vmotion_stored(enum store_status st, void *arg)
 	u_char			 tok[VMOTION_TOKEN_MAX];
 	size_t			 len;
 	char			 hex[2 * VMOTION_SEQ_MAX + 1];
+	uint64_t		 us;
 
 	con = console_find(w->key);
 	if (con == NULL || con->vmotion.id != w->id ||
@@ -186,9 +187,10 @@ vmotion_stored(enum store_status st, void *arg)
 		server_stats.vmotion_goahead++;
 		vmotion_arm(con);
 		vmotion_hex(m->seq, m->seqlen, hex, sizeof hex);
+		us = server_monotime_us() - w->started;
+		metrics_observe(METRICS_GOAHEAD, us);
 		log_info("console %s: vMotion %s: GOAHEAD after %llu us",
-		    con->key, hex, (unsigned long long)
-		    (server_monotime_us() - w->started));
+		    con->key, hex, (unsigned long long)us);
 	}
 	free(w->key);
 	free(w);
@@ -264,7 +266,7 @@ vmotion_peered(enum store_status st, const struct store_token *val,
 	struct vmconn		*v = w->v;
 	struct console		*con;
 	struct vmotion		*m;
-	uint64_t		 started = w->started;
+	uint64_t		 started = w->started, us;
 	char			 hex[2 * VMOTION_SEQ_MAX + 1];
 	u_char			 tok[VMOTION_TOKEN_MAX];
 	size_t			 toklen = w->len;
@@ -294,11 +296,13 @@ vmotion_peered(enum store_status st, const struct store_token *val,
 		if (cluster_vmotion_peer(v, tok, toklen, val) == -1) {
 			server_stats.vmotion_peer_bad++;
 			vmconn_close(v, "vMotion source unreachable");
-		} else
+		} else {
+			us = server_monotime_us() - started;
+			metrics_observe(METRICS_PEER_OK, us);
 			log_info("console %s: vMotion destination %s peered "
 			    "after %llu us (source on node %s)", val->console,
-			    v->addr, (unsigned long long)(server_monotime_us() -
-			    started), val->node);
+			    v->addr, (unsigned long long)us, val->node);
+		}
 		OPENSSL_cleanse(tok, sizeof tok);
 		return;
 	}
@@ -324,9 +328,10 @@ vmotion_peered(enum store_status st, const struct store_token *val,
 	m->state = VMOTION_PEERED;
 	vmconn_send_vmware(v, VMW_VMOTION_PEER_OK, m->seq, m->seqlen);
 	vmotion_hex(m->seq, m->seqlen, hex, sizeof hex);
+	us = server_monotime_us() - started;
+	metrics_observe(METRICS_PEER_OK, us);
 	log_info("console %s: vMotion %s: destination %s peered after %llu us",
-	    con->key, hex, v->addr,
-	    (unsigned long long)(server_monotime_us() - started));
+	    con->key, hex, v->addr, (unsigned long long)us);
 }
 
 /* VMOTION-PEER(seq||secret): a destination presents its token. */

@@ -870,12 +870,52 @@ extern struct store		*server_store;
 extern struct stats		 server_stats;
 extern time_t			 server_now;
 extern int			 server_debug;
+extern int			 server_draining;
 int		 server_start(struct config *, int);
 int		 server_loop(void);
 void		 server_reap_later(void);
 int		 server_reload(char **);
 void		 server_set_overrides(char **, u_int);
 uint64_t	 server_monotime_us(void);
+void		 server_set_draining(int);
+u_int		 server_vm_listeners(void);
+
+/*
+ * metrics.c: what /metrics exports (Prometheus text format), and the
+ * vMotion latency histograms (buckets from 50 us to 5 s).
+ */
+#define METRICS_BUCKETS		16
+enum metrics_hist_id {
+	METRICS_GOAHEAD,	/* VMOTION-BEGIN to GOAHEAD. */
+	METRICS_PEER_OK,	/* VMOTION-PEER to PEER-OK. */
+	METRICS_HIST_MAX
+};
+void		 metrics_init(void);
+void		 metrics_observe(enum metrics_hist_id, uint64_t);
+void		 metrics_write(struct evbuffer *);
+
+/*
+ * http.c: the HTTP listener ([http] listen) serving /metrics and
+ * /healthz.  For monitoring and load balancers, not for the public.
+ */
+int		 http_init(struct config *, char **);
+int		 http_reconfigure(struct config *, char **);
+void		 http_shutdown(void);
+
+/*
+ * control.c: the control socket (proto/control.proto) for vspcctl, a
+ * read-only variant beside it, and requests relayed to and from other
+ * nodes (ControlRelay in proto/vspc.proto).
+ */
+#define CTL_PROTOCOL		1
+struct Vspc__ControlRelay;
+struct Vspc__ControlRelayReply;
+int		 control_init(struct config *, char **);
+void		 control_shutdown(void);
+void		 control_relay_request(struct peer *,
+		     const struct Vspc__ControlRelay *);
+void		 control_relay_reply(struct peer *,
+		     const struct Vspc__ControlRelayReply *);
 
 /* Statistics, exported later by the metrics endpoint. */
 struct stats {

@@ -27,13 +27,31 @@ sys.path.insert(0, os.path.join(TOP_SRCDIR, "tests", "sim"))
 IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
 
 
+_given_ports = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A TCP port on 127.0.0.1 that was free a moment ago.
+
+    Chosen at random below the kernel's ephemeral range (32768 and up on
+    Linux), so that the outgoing connections of tests running in parallel
+    cannot take it between now and the moment a server binds it; never
+    the same one twice in one process."""
+    import random
+    for _ in range(1000):
+        port = random.randint(10000, 32000)
+        if port in _given_ports:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _given_ports.add(port)
+        return port
+    raise AssertionError("no free TCP port found")
 
 
 def wait_for(pred, timeout=10.0, what="condition"):

@@ -1,0 +1,70 @@
+/*
+ * Copyright (c) 2026 The vspcd authors
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * vspcctl: the operator's tool.  One static table of commands (tmux's
+ * cmd_entry shape), one vtable per output format (human tables, JSON),
+ * the control socket's framing, and the interactive attach.
+ */
+
+#ifndef VSPCCTL_H
+#define VSPCCTL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "proto/control.pb-c.h"
+
+#define CTL_ESCAPE_DEFAULT	0x1d	/* ^] */
+
+struct ctl_cmd;
+
+/* A command: words to type, arguments, what runs it. */
+struct ctl_cmd {
+	const char	*name;		/* "cluster status", "vm list"... */
+	const char	*usage;		/* Arguments after the name. */
+	int		 minargs;
+	int		 maxargs;	/* -1: any. */
+	int		 (*exec)(const struct ctl_cmd *, int, char **);
+};
+
+/* An output format. */
+struct ctl_output {
+	const char	*name;
+	void		 (*status)(const Vspc__Ctl__Reply *);
+	void		 (*vm_list)(const Vspc__Ctl__Reply *);
+	void		 (*vm_show)(const Vspc__Ctl__Reply *);
+	void		 (*who)(const Vspc__Ctl__Reply *);
+	void		 (*message)(const Vspc__Ctl__Reply *);
+};
+
+extern const struct ctl_output	 ctl_output_human;
+extern const struct ctl_output	 ctl_output_json;
+extern const struct ctl_output	*ctl_out;
+extern const char		*ctl_socket;
+extern int			 ctl_escape_key;
+
+/* vspcctl.c */
+int			 ctl_connect(void);
+int			 ctl_send(int, Vspc__Ctl__Request *);
+Vspc__Ctl__Reply	*ctl_recv(int);
+void			 ctl_request_init(Vspc__Ctl__Request *,
+			     Vspc__Ctl__Command);
+
+/* attach.c */
+int			 ctl_attach(int, const char *, uint32_t);
+
+#endif /* VSPCCTL_H */

@@ -1,0 +1,1616 @@
+/*
+ * Copyright (c) 2026 The vspcd authors
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * The control socket: vspcctl's way into a node (proto/control.proto).
+ *
+ * Two Unix sockets: [control] socket (mode 0660) takes every command;
+ * the same path with ".ro" (mode 0666) refuses those that change
+ * anything.  Frames are the peer link's: a 4-byte big-endian length and
+ * one message, a Request from the tool, one or more Replies from the
+ * node (more set on all but the last).
+ *
+ * Requests about another node's console or state (vm show, who VM, log,
+ * disconnect, drain NODE) are relayed to that node over the peer link
+ * (ControlRelay, proto/vspc.proto); its answer comes back packed and is
+ * passed on to the tool unchanged.  Answers go to a "sink": a local
+ * connection, or the node that relayed the request.
+ *
+ * attach makes the connection a person: a struct client whose socket is
+ * one end of a socketpair; this file holds the other end and carries its
+ * bytes in Replies (output), so that the client code (skipping ahead,
+ * stuck people, forwarding to the console's node) works as for the
+ * console port.  Keys typed (INPUT) go to the console directly, in order
+ * with the escape commands.
+ */
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "vspcd.h"
+#include "store.h"
+#include "proto/vspc.pb-c.h"
+#include "proto/control.pb-c.h"
+
+#define CTL_FRAME_MAX		(1024 * 1024)
+#define CTL_OUT_HIGH		(1024 * 1024)	/* Pause the attach stream. */
+#define CTL_OUT_LOW		(256 * 1024)
+#define CTL_CHUNK		(64 * 1024)
+#define CTL_RELAY_TIMEOUT	10		/* Seconds. */
+#define CTL_LOG_TAIL_MAX	(4 * 1024 * 1024)
+#define CTL_LOG_LINES		20
+
+struct ctl_conn {
+	u_int			 id;
+	int			 readonly;
+	struct bufferevent	*bev;
+	struct client		*c;		/* When attached. */
+	struct bufferevent	*pair;		/* Our end of c's socket. */
+	int			 attaching;
+	char			*user;
+	pid_t			 pid;
+	TAILQ_ENTRY(ctl_conn)	 entry;
+};
+TAILQ_HEAD(ctl_conns, ctl_conn);
+
+/* Where answers go: a local connection, or the node that relayed. */
+struct ctl_sink {
+	u_int			 conn;		/* 0 for a relay. */
+	char			*node;
+	uint64_t		 id;
+};
+
+/* A request this node relayed, waiting for its answer. */
+struct ctl_relay {
+	uint64_t		 id;
+	u_int			 conn;
+	char			*node;
+	time_t			 created;
+	int			 streaming;
+	TAILQ_ENTRY(ctl_relay)	 entry;
+};
+TAILQ_HEAD(ctl_relays, ctl_relay);
+
+/* A log --follow being served. */
+struct ctl_follow {
+	struct ctl_sink		 sink;
+	char			*path;
+	off_t			 off;
+	struct event		*ev;
+	TAILQ_ENTRY(ctl_follow)	 entry;
+};
+TAILQ_HEAD(ctl_follows, ctl_follow);
+
+struct ctl_listener {
+	char			*path;
+	int			 readonly;
+	struct evconnlistener	*lev;
+};
+
+static struct ctl_listener	 ctl_listeners[2];
+static struct ctl_conns		 ctl_conns = TAILQ_HEAD_INITIALIZER(ctl_conns);
+static struct ctl_relays	 ctl_relays = TAILQ_HEAD_INITIALIZER(ctl_relays);
+static struct ctl_follows	 ctl_follows =
+    TAILQ_HEAD_INITIALIZER(ctl_follows);
+static u_int			 ctl_next_conn;
+static uint64_t			 ctl_next_relay;
+static struct event		*ctl_timer;
+static time_t			 ctl_started;
+static char			**ctl_known;	/* Nodes ever seen. */
+static u_int			 ctl_nknown;
+
+static void	ctl_conn_free(struct ctl_conn *);
+static void	ctl_dispatch(struct ctl_sink *, struct ctl_conn *,
+		    Vspc__Ctl__Request *, int);
+static void	ctl_client_input(struct client *, const u_char *, size_t);
+static void	ctl_client_notice(struct client *, const char *);
+static void	ctl_client_free(struct client *);
+static void	ctl_client_attached(struct client *, enum attach_result,
+		    const char *);
+
+static const struct client_proto ctl_client_proto = {
+	"ctl",
+	ctl_client_input,
+	ctl_client_notice,
+	ctl_client_free,
+	ctl_client_attached
+};
+
+static struct ctl_conn *
+ctl_conn_find(u_int id)
+{
+	struct ctl_conn	*cc;
+
+	TAILQ_FOREACH(cc, &ctl_conns, entry) {
+		if (cc->id == id)
+			return (cc);
+	}
+	return (NULL);
+}
+
+static void
+ctl_frame(struct bufferevent *bev, const void *buf, size_t len)
+{
+	u_char	hdr[4];
+
+	hdr[0] = len >> 24;
+	hdr[1] = len >> 16;
+	hdr[2] = len >> 8;
+	hdr[3] = len;
+	bufferevent_write(bev, hdr, 4);
+	bufferevent_write(bev, buf, len);
+}
+
+/*
+ * Send one reply to a sink.  Returns -1 if the sink is gone (connection
+ * closed, node unreachable), so that streams stop.
+ */
+static int
+ctl_send(struct ctl_sink *s, Vspc__Ctl__Reply *r)
+{
+	Vspc__Envelope		 env = VSPC__ENVELOPE__INIT;
+	Vspc__ControlRelayReply	 m = VSPC__CONTROL_RELAY_REPLY__INIT;
+	struct ctl_conn		*cc;
+	struct peer		*p;
+	uint8_t			*buf;
+	size_t			 len;
+	int			 rc = 0;
+
+	r->version = CTL_PROTOCOL;
+	if (r->node == NULL || *r->node == '\0')
+		r->node = server_conf->node_id;
+	len = vspc__ctl__reply__get_packed_size(r);
+	buf = xmalloc(len + 1);
+	vspc__ctl__reply__pack(r, buf);
+	if (s->conn != 0) {
+		if ((cc = ctl_conn_find(s->conn)) == NULL)
+			rc = -1;
+		else
+			ctl_frame(cc->bev, buf, len);
+	} else {
+		m.id = s->id;
+		m.reply.data = buf;
+		m.reply.len = len;
+		m.more = r->more;
+		m.last = !r->more;
+		env.msg_case = VSPC__ENVELOPE__MSG_CONTROL_RELAY_REPLY;
+		env.control_relay_reply = &m;
+		if ((p = peer_find(s->node)) == NULL || peer_send(p, &env) == -1)
+			rc = -1;
+	}
+	free(buf);
+	return (rc);
+}
+
+static void
+ctl_error(struct ctl_sink *s, const char *fmt, ...)
+    __attribute__((__format__ (printf, 2, 3)));
+
+static void
+ctl_error(struct ctl_sink *s, const char *fmt, ...)
+{
+	Vspc__Ctl__Reply	 r = VSPC__CTL__REPLY__INIT;
+	va_list			 ap;
+	char			*msg;
+
+	va_start(ap, fmt);
+	xvasprintf(&msg, fmt, ap);
+	va_end(ap);
+	r.ok = 0;
+	r.error = msg;
+	ctl_send(s, &r);
+	free(msg);
+}
+
+static void
+ctl_ok(struct ctl_sink *s, const char *text)
+{
+	Vspc__Ctl__Reply	 r = VSPC__CTL__REPLY__INIT;
+
+	r.ok = 1;
+	r.text = (char *)(text != NULL ? text : "");
+	r.draining = server_draining;
+	ctl_send(s, &r);
+}
+
+static void
+ctl_sink_copy(struct ctl_sink *dst, const struct ctl_sink *src)
+{
+	dst->conn = src->conn;
+	dst->node = src->node != NULL ? xstrdup(src->node) : NULL;
+	dst->id = src->id;
+}
+
+static void
+ctl_known_add(const char *id)
+{
+	u_int	i;
+
+	for (i = 0; i < ctl_nknown; i++) {
+		if (strcmp(ctl_known[i], id) == 0)
+			return;
+	}
+	ctl_known = xreallocarray(ctl_known, ctl_nknown + 1,
+	    sizeof *ctl_known);
+	ctl_known[ctl_nknown++] = xstrdup(id);
+}
+
+/* Relaying. */
+
+static void
+ctl_relay_free(struct ctl_relay *rl)
+{
+	TAILQ_REMOVE(&ctl_relays, rl, entry);
+	free(rl->node);
+	free(rl);
+}
+
+/* Send a request to the node that can answer it; the answer comes back. */
+static void
+ctl_relay(struct ctl_sink *s, Vspc__Ctl__Request *req, const char *node)
+{
+	Vspc__Envelope		 env = VSPC__ENVELOPE__INIT;
+	Vspc__ControlRelay	 m = VSPC__CONTROL_RELAY__INIT;
+	struct ctl_relay	*rl;
+	struct peer		*p;
+	uint8_t			*buf;
+	size_t			 len;
+
+	if (s->conn == 0) {
+		/* Relayed already: never twice. */
+		ctl_error(s, "node %s does not hold this any more",
+		    server_conf->node_id);
+		return;
+	}
+	if ((p = peer_find(node)) == NULL) {
+		ctl_error(s, "node %s cannot be reached", node);
+		return;
+	}
+	req->version = CTL_PROTOCOL;
+	len = vspc__ctl__request__get_packed_size(req);
+	buf = xmalloc(len + 1);
+	vspc__ctl__request__pack(req, buf);
+	m.id = ++ctl_next_relay;
+	m.request.data = buf;
+	m.request.len = len;
+	env.msg_case = VSPC__ENVELOPE__MSG_CONTROL_RELAY;
+	env.control_relay = &m;
+	if (peer_send(p, &env) == -1) {
+		free(buf);
+		ctl_error(s, "node %s cannot be reached", node);
+		return;
+	}
+	free(buf);
+	rl = xcalloc(1, sizeof *rl);
+	rl->id = m.id;
+	rl->conn = s->conn;
+	rl->node = xstrdup(node);
+	rl->created = server_now;
+	rl->streaming = (req->command == VSPC__CTL__COMMAND__LOG &&
+	    req->follow);
+	TAILQ_INSERT_TAIL(&ctl_relays, rl, entry);
+	log_debug("control: request %d relayed to node %s as %llu",
+	    req->command, node, (unsigned long long)rl->id);
+}
+
+static void
+ctl_relay_cancel(struct ctl_relay *rl)
+{
+	Vspc__Envelope		 env = VSPC__ENVELOPE__INIT;
+	Vspc__ControlRelay	 m = VSPC__CONTROL_RELAY__INIT;
+	struct peer		*p;
+
+	m.id = rl->id;
+	env.msg_case = VSPC__ENVELOPE__MSG_CONTROL_RELAY;
+	env.control_relay = &m;
+	if ((p = peer_find(rl->node)) != NULL)
+		(void)peer_send(p, &env);
+	ctl_relay_free(rl);
+}
+
+/* An answer to a request this node relayed. */
+void
+control_relay_reply(struct peer *p, const Vspc__ControlRelayReply *m)
+{
+	struct ctl_relay	*rl;
+	struct ctl_conn		*cc;
+
+	TAILQ_FOREACH(rl, &ctl_relays, entry) {
+		if (rl->id == m->id && strcmp(rl->node, peer_node(p)) == 0)
+			break;
+	}
+	if (rl == NULL)
+		return;
+	if ((cc = ctl_conn_find(rl->conn)) == NULL) {
+		ctl_relay_cancel(rl);
+		return;
+	}
+	ctl_frame(cc->bev, m->reply.data, m->reply.len);
+	if (!m->more)
+		ctl_relay_free(rl);
+}
+
+static void
+ctl_follow_free(struct ctl_follow *f)
+{
+	TAILQ_REMOVE(&ctl_follows, f, entry);
+	event_free(f->ev);
+	free(f->sink.node);
+	free(f->path);
+	free(f);
+}
+
+/* A request another node relayed to this one. */
+void
+control_relay_request(struct peer *p, const Vspc__ControlRelay *m)
+{
+	Vspc__Ctl__Request	*req;
+	struct ctl_follow	*f, *f1;
+	struct ctl_sink		 s;
+
+	if (m->request.len == 0) {
+		TAILQ_FOREACH_SAFE(f, &ctl_follows, entry, f1) {
+			if (f->sink.conn == 0 && f->sink.id == m->id &&
+			    strcmp(f->sink.node, peer_node(p)) == 0)
+				ctl_follow_free(f);
+		}
+		return;
+	}
+	memset(&s, 0, sizeof s);
+	s.node = (char *)peer_node(p);
+	s.id = m->id;
+	req = vspc__ctl__request__unpack(NULL, m->request.len,
+	    m->request.data);
+	if (req == NULL) {
+		ctl_error(&s, "bad relayed request");
+		return;
+	}
+	ctl_dispatch(&s, NULL, req, 0);
+	vspc__ctl__request__free_unpacked(req, NULL);
+}
+
+static void
+ctl_timer_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct ctl_relay	*rl, *rl1;
+	struct ctl_sink		 s;
+
+	TAILQ_FOREACH_SAFE(rl, &ctl_relays, entry, rl1) {
+		memset(&s, 0, sizeof s);
+		s.conn = rl->conn;
+		if (peer_find(rl->node) == NULL) {
+			ctl_error(&s, "node %s is gone", rl->node);
+			ctl_relay_free(rl);
+		} else if (!rl->streaming &&
+		    server_now - rl->created > CTL_RELAY_TIMEOUT) {
+			ctl_error(&s, "node %s did not answer", rl->node);
+			ctl_relay_free(rl);
+		}
+	}
+}
+
+/* Filling replies. */
+
+static void
+ctl_person(Vspc__Ctl__Person *pp, struct client *c)
+{
+	vspc__ctl__person__init(pp);
+	pp->id = c->id;
+	pp->node = server_conf->node_id;
+	pp->user = c->user != NULL ? c->user : (char *)"-";
+	pp->addr = c->addr;
+	pp->mode = (char *)client_mode_name(c);
+	pp->idle = server_now - c->last_input;
+	pp->since = c->created;
+	pp->skipped = c->skipped;
+	pp->kind = (char *)(c->proto != NULL ? c->proto->name : "?");
+	if (c->console != NULL) {
+		pp->console = c->console->key;
+		pp->vm = c->console->name != NULL ? c->console->name :
+		    (char *)"";
+	}
+}
+
+static int
+ctl_lookup(struct ctl_sink *s, const char *text, struct console **out)
+{
+	char	*err;
+
+	if (text == NULL || *text == '\0') {
+		ctl_error(s, "which VM?");
+		return (-1);
+	}
+	if (console_lookup(text, out, &err) == -1) {
+		ctl_error(s, "%s", err);
+		free(err);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Whether a console is on another node (and the request is to go there). */
+static int
+ctl_remote(struct console *con)
+{
+	return ((con->flags & CONSOLE_REMOTE) && con->owner != NULL &&
+	    strcmp(con->owner, server_conf->node_id) != 0);
+}
+
+static void
+ctl_vm_list(struct ctl_sink *s)
+{
+	Vspc__Ctl__Reply	  r = VSPC__CTL__REPLY__INIT;
+	Vspc__Ctl__Console	 *cs, **cp;
+	struct console		 *con;
+	size_t			  n = 0, i = 0;
+
+	TAILQ_FOREACH(con, &all_consoles, gentry)
+		n++;
+	cs = xcalloc(n + 1, sizeof *cs);
+	cp = xcalloc(n + 1, sizeof *cp);
+	TAILQ_FOREACH(con, &all_consoles, gentry) {
+		vspc__ctl__console__init(&cs[i]);
+		cs[i].key = con->key;
+		cs[i].name = con->name != NULL ? con->name : (char *)"";
+		cs[i].state = (char *)console_state(con);
+		cs[i].owner = (char *)cluster_node_of(con);
+		cs[i].people = ctl_remote(con) ? -1 : (int32_t)con->nclients;
+		cs[i].connected = con->connected;
+		cs[i].vmotions = con->vmotions;
+		cp[i] = &cs[i];
+		i++;
+	}
+	r.ok = 1;
+	r.n_consoles = n;
+	r.consoles = cp;
+	ctl_send(s, &r);
+	free(cp);
+	free(cs);
+}
+
+static void
+ctl_vm_show(struct ctl_sink *s, Vspc__Ctl__Request *req)
+{
+	Vspc__Ctl__Reply	  r = VSPC__CTL__REPLY__INIT;
+	Vspc__Ctl__Console	  cs = VSPC__CTL__CONSOLE__INIT, *cp = &cs;
+	Vspc__Ctl__Person	 *ps, **pp;
+	struct console		 *con;
+	struct client		 *c;
+	size_t			  i = 0;
+
+	if (ctl_lookup(s, req->target, &con) == -1)
+		return;
+	if (ctl_remote(con)) {
+		free(req->target);
+		req->target = xstrdup(con->key);
+		ctl_relay(s, req, con->owner);
+		return;
+	}
+	cs.key = con->key;
+	cs.name = con->name != NULL ? con->name : (char *)"";
+	cs.state = (char *)console_state(con);
+	cs.owner = (char *)cluster_node_of(con);
+	cs.people = con->nclients;
+	cs.address = con->vm != NULL ? con->vm->addr : (char *)"";
+	cs.connected = con->connected;
+	cs.vmotions = con->vmotions;
+	cs.vmotion_state = (char *)vmotion_state_name(con->vmotion.state);
+	cs.log = con->log != NULL ? (char *)logfile_path(con->log) :
+	    (char *)"";
+	cs.history = con->history.len;
+	cs.uri = con->uri != NULL ? con->uri : (char *)"";
+	ps = xcalloc(con->nclients + 1, sizeof *ps);
+	pp = xcalloc(con->nclients + 1, sizeof *pp);
+	TAILQ_FOREACH(c, &con->clients, centry) {
+		if (i >= con->nclients)
+			break;
+		ctl_person(&ps[i], c);
+		pp[i] = &ps[i];
+		i++;
+	}
+	cs.n_persons = i;
+	cs.persons = pp;
+	r.ok = 1;
+	r.n_consoles = 1;
+	r.consoles = &cp;
+	ctl_send(s, &r);
+	free(pp);
+	free(ps);
+}
+
+static void
+ctl_who(struct ctl_sink *s, Vspc__Ctl__Request *req)
+{
+	Vspc__Ctl__Reply	  r = VSPC__CTL__REPLY__INIT;
+	Vspc__Ctl__Person	 *ps, **pp;
+	struct console		 *con = NULL;
+	struct client		 *c;
+	size_t			  n = 0, i = 0;
+
+	if (req->target != NULL && *req->target != '\0') {
+		if (ctl_lookup(s, req->target, &con) == -1)
+			return;
+		if (ctl_remote(con)) {
+			free(req->target);
+			req->target = xstrdup(con->key);
+			ctl_relay(s, req, con->owner);
+			return;
+		}
+	}
+	TAILQ_FOREACH(c, &all_clients, gentry)
+		n++;
+	ps = xcalloc(n + 1, sizeof *ps);
+	pp = xcalloc(n + 1, sizeof *pp);
+	TAILQ_FOREACH(c, &all_clients, gentry) {
+		if (c->flags & CLIENT_DEAD)
+			continue;
+		if (con != NULL ? c->console != con : c->console == NULL)
+			continue;
+		ctl_person(&ps[i], c);
+		pp[i] = &ps[i];
+		i++;
+	}
+	r.ok = 1;
+	r.n_people = i;
+	r.people = pp;
+	ctl_send(s, &r);
+	free(pp);
+	free(ps);
+}
+
+static void
+ctl_disconnect(struct ctl_sink *s, Vspc__Ctl__Request *req)
+{
+	struct console	*con;
+	struct client	*c, *c1;
+	const char	*t = req->target, *colon;
+	char		*node, *ep, msg[128];
+	u_long		 id;
+	u_int		 n = 0;
+
+	if (t == NULL || *t == '\0') {
+		ctl_error(s, "disconnect what?");
+		return;
+	}
+	if ((colon = strrchr(t, ':')) != NULL && isdigit((u_char)colon[1])) {
+		node = xstrndup(t, colon - t);
+		if (strcmp(node, server_conf->node_id) != 0) {
+			ctl_relay(s, req, node);
+			free(node);
+			return;
+		}
+		free(node);
+		t = colon + 1;
+	}
+	if (isdigit((u_char)*t)) {
+		errno = 0;
+		id = strtoul(t, &ep, 10);
+		if (*ep == '\0' && errno == 0) {
+			TAILQ_FOREACH(c, &all_clients, gentry) {
+				if (c->id == id && !(c->flags & CLIENT_DEAD))
+					break;
+			}
+			if (c == NULL) {
+				ctl_error(s, "no person %lu on node %s", id,
+				    server_conf->node_id);
+				return;
+			}
+			log_info("control: disconnecting client %u %s",
+			    c->id, c->addr);
+			if (c->proto != NULL && c->proto->notice != NULL)
+				c->proto->notice(c, "disconnected by an "
+				    "operator");
+			client_close(c, "disconnected by an operator");
+			snprintf(msg, sizeof msg, "disconnected %lu on node %s",
+			    id, server_conf->node_id);
+			ctl_ok(s, msg);
+			return;
+		}
+	}
+	if (ctl_lookup(s, t, &con) == -1)
+		return;
+	if (ctl_remote(con)) {
+		free(req->target);
+		req->target = xstrdup(con->key);
+		ctl_relay(s, req, con->owner);
+		return;
+	}
+	TAILQ_FOREACH_SAFE(c, &con->clients, centry, c1) {
+		if (c->flags & CLIENT_DEAD)
+			continue;
+		if (c->proto != NULL && c->proto->notice != NULL)
+			c->proto->notice(c, "disconnected by an operator");
+		client_close(c, "disconnected by an operator");
+		n++;
+	}
+	log_info("control: disconnected %u people from %s", n, con->key);
+	snprintf(msg, sizeof msg, "disconnected %u people from %s", n,
+	    con->name != NULL ? con->name : con->key);
+	ctl_ok(s, msg);
+}
+
+static void
+ctl_drain(struct ctl_sink *s, Vspc__Ctl__Request *req, int on)
+{
+	if (req->node != NULL && *req->node != '\0' &&
+	    strcmp(req->node, server_conf->node_id) != 0) {
+		ctl_relay(s, req, req->node);
+		return;
+	}
+	server_set_draining(on);
+	ctl_ok(s, on ? "draining" : "active");
+}
+
+static void
+ctl_reload(struct ctl_sink *s, Vspc__Ctl__Request *req)
+{
+	char	*err = NULL;
+
+	if (req->node != NULL && *req->node != '\0' &&
+	    strcmp(req->node, server_conf->node_id) != 0) {
+		ctl_relay(s, req, req->node);
+		return;
+	}
+	log_info("control: reloading the configuration");
+	if (server_reload(&err) == -1) {
+		log_warnx("reload failed, configuration unchanged: %s", err);
+		ctl_error(s, "reload failed, configuration unchanged: %s",
+		    err);
+		free(err);
+		return;
+	}
+	ctl_ok(s, "configuration reloaded");
+}
+
+/* Cluster status. */
+
+struct ctl_status {
+	struct ctl_sink		 sink;
+};
+
+static void
+ctl_self_node(Vspc__Ctl__Node *n)
+{
+	struct console	*con;
+
+	vspc__ctl__node__init(n);
+	n->id = server_conf->node_id;
+	n->address = (char *)"";
+	n->version = (char *)VSPCD_VERSION;
+	n->state = (char *)(server_draining ? "draining" : "active");
+	n->started = ctl_started;
+	n->heartbeat = server_now;
+	TAILQ_FOREACH(con, &all_consoles, gentry) {
+		if (con->flags & CONSOLE_REMOTE)
+			continue;
+		n->consoles++;
+		n->people += con->nclients;
+		if (con->vmotion.state != VMOTION_NONE)
+			n->vmotions++;
+	}
+	n->peers = cluster_enabled() ? peer_link_count() : 0;
+	n->link = (char *)"self";
+}
+
+static void
+ctl_status_send(struct ctl_sink *s, const struct store_node *list,
+    size_t nlist, int listed)
+{
+	Vspc__Ctl__Reply	  r = VSPC__CTL__REPLY__INIT;
+	Vspc__Ctl__Store	  st = VSPC__CTL__STORE__INIT;
+	Vspc__Ctl__Node		 *ns, **np;
+	struct peer		 *p;
+	struct config		 *conf = server_conf;
+	char			**states, master[160];
+	size_t			  n = 0, i, j;
+	u_int			  hb, k;
+	int			  found;
+
+	hb = conf->cluster_heartbeat != 0 ? conf->cluster_heartbeat : 1;
+	for (i = 0; i < nlist; i++)
+		ctl_known_add(list[i].id);
+	ns = xcalloc(ctl_nknown + nlist + 1, sizeof *ns);
+	np = xcalloc(ctl_nknown + nlist + 1, sizeof *np);
+	states = xcalloc(ctl_nknown + nlist + 1, sizeof *states);
+	ctl_self_node(&ns[n]);
+	for (i = 0; i < nlist; i++) {
+		if (strcmp(list[i].id, conf->node_id) == 0) {
+			ns[n].address = (char *)list[i].peer;
+			if (list[i].started != 0)
+				ns[n].started = list[i].started;
+		}
+	}
+	np[n] = &ns[n];
+	n++;
+	for (i = 0; i < nlist; i++) {
+		if (strcmp(list[i].id, conf->node_id) == 0)
+			continue;
+		vspc__ctl__node__init(&ns[n]);
+		ns[n].id = (char *)list[i].id;
+		ns[n].address = (char *)list[i].peer;
+		ns[n].version = (char *)list[i].version;
+		if (list[i].heartbeat != 0 &&
+		    server_now - list[i].heartbeat > (time_t)(3 * hb))
+			ns[n].state = (char *)"down";
+		else
+			ns[n].state = (char *)list[i].state;
+		ns[n].started = list[i].started;
+		ns[n].heartbeat = list[i].heartbeat;
+		ns[n].consoles = list[i].consoles;
+		ns[n].people = list[i].clients;
+		ns[n].vmotions = list[i].vmotions;
+		ns[n].peers = list[i].peers;
+		p = peer_find(list[i].id);
+		ns[n].link = (char *)(p != NULL && *peer_addr(p) != '\0' ?
+		    "up" : "down");
+		np[n] = &ns[n];
+		n++;
+	}
+	for (k = 0; listed && k < ctl_nknown; k++) {
+		found = (strcmp(ctl_known[k], conf->node_id) == 0);
+		for (j = 0; !found && j < nlist; j++)
+			found = (strcmp(ctl_known[k], list[j].id) == 0);
+		if (found)
+			continue;
+		vspc__ctl__node__init(&ns[n]);
+		ns[n].id = ctl_known[k];
+		ns[n].state = (char *)"down";
+		p = peer_find(ctl_known[k]);
+		ns[n].link = (char *)(p != NULL && *peer_addr(p) != '\0' ?
+		    "up" : "down");
+		np[n] = &ns[n];
+		n++;
+	}
+	st.kind = (char *)server_store->ops->name;
+	st.connected = server_store->connected;
+	if (*conf->cluster_sentinels != '\0') {
+		st.sentinels = conf->cluster_sentinels;
+		st.master_name = conf->cluster_master_name;
+		st.master = (char *)"";
+	} else if (*conf->cluster_redis != '\0') {
+		struct redis_addr	ra;
+		char			*err;
+
+		master[0] = '\0';
+		if (config_parse_redis(conf->cluster_redis, &ra, &err) == 0) {
+			snprintf(master, sizeof master, "%s:%d", ra.host,
+			    ra.port);
+			config_redis_free(&ra);
+		} else
+			free(err);
+		st.master = master;
+	}
+	r.ok = 1;
+	r.n_nodes = n;
+	r.nodes = np;
+	r.store = &st;
+	r.draining = server_draining;
+	ctl_send(s, &r);
+	free(states);
+	free(np);
+	free(ns);
+}
+
+static void
+ctl_status_listed(enum store_status status, const struct store_node *list,
+    size_t n, void *arg)
+{
+	struct ctl_status	*cs = arg;
+
+	server_now = time(NULL);
+	if (status != STORE_OK)
+		ctl_status_send(&cs->sink, NULL, 0, 0);
+	else
+		ctl_status_send(&cs->sink, list, n, 1);
+	free(cs->sink.node);
+	free(cs);
+}
+
+static void
+ctl_cluster_status(struct ctl_sink *s)
+{
+	struct ctl_status	*cs;
+
+	if (!server_store->shared) {
+		ctl_status_send(s, NULL, 0, 0);
+		return;
+	}
+	cs = xcalloc(1, sizeof *cs);
+	ctl_sink_copy(&cs->sink, s);
+	store_node_list(server_store, ctl_status_listed, cs);
+}
+
+/* Console logs. */
+
+static int
+ctl_log_send(struct ctl_sink *s, int fd, off_t from, off_t to, int more)
+{
+	Vspc__Ctl__Reply	 r = VSPC__CTL__REPLY__INIT;
+	u_char			*buf;
+	ssize_t			 n;
+	size_t			 want;
+
+	buf = xmalloc(CTL_CHUNK);
+	while (from < to) {
+		want = to - from > CTL_CHUNK ? CTL_CHUNK : to - from;
+		n = pread(fd, buf, want, from);
+		if (n <= 0)
+			break;
+		from += n;
+		vspc__ctl__reply__init(&r);
+		r.ok = 1;
+		r.more = 1;
+		r.data.data = buf;
+		r.data.len = n;
+		if (ctl_send(s, &r) == -1) {
+			free(buf);
+			return (-1);
+		}
+	}
+	free(buf);
+	if (!more) {
+		vspc__ctl__reply__init(&r);
+		r.ok = 1;
+		return (ctl_send(s, &r));
+	}
+	return (0);
+}
+
+/* Where the last lines lines of a file start. */
+static off_t
+ctl_log_tail(int fd, off_t size, u_int lines)
+{
+	u_char	*buf;
+	off_t	 start, i;
+	ssize_t	 n;
+	u_int	 seen = 0;
+
+	start = size > CTL_LOG_TAIL_MAX ? size - CTL_LOG_TAIL_MAX : 0;
+	buf = xmalloc(size - start + 1);
+	n = pread(fd, buf, size - start, start);
+	if (n <= 0) {
+		free(buf);
+		return (size);
+	}
+	for (i = n - 1; i >= 0; i--) {
+		if (buf[i] == '\n' && i != n - 1 && ++seen == lines) {
+			free(buf);
+			return (start + i + 1);
+		}
+	}
+	free(buf);
+	return (start);
+}
+
+static void
+ctl_follow_cb(evutil_socket_t fd0, short events, void *arg)
+{
+	struct ctl_follow	*f = arg;
+	struct stat		 sb;
+	int			 fd;
+
+	if ((fd = open(f->path, O_RDONLY|O_CLOEXEC)) == -1) {
+		if (f->sink.conn == 0 && peer_find(f->sink.node) == NULL)
+			ctl_follow_free(f);
+		else if (f->sink.conn != 0 &&
+		    ctl_conn_find(f->sink.conn) == NULL)
+			ctl_follow_free(f);
+		return;
+	}
+	if (fstat(fd, &sb) == 0) {
+		if (sb.st_size < f->off)
+			f->off = 0;	/* Rotated or truncated. */
+		if (sb.st_size > f->off) {
+			if (ctl_log_send(&f->sink, fd, f->off, sb.st_size,
+			    1) == -1) {
+				close(fd);
+				ctl_follow_free(f);
+				return;
+			}
+			f->off = sb.st_size;
+		} else if (f->sink.conn != 0 &&
+		    ctl_conn_find(f->sink.conn) == NULL) {
+			close(fd);
+			ctl_follow_free(f);
+			return;
+		} else if (f->sink.conn == 0 && peer_find(f->sink.node) ==
+		    NULL) {
+			close(fd);
+			ctl_follow_free(f);
+			return;
+		}
+	}
+	close(fd);
+}
+
+static void
+ctl_log(struct ctl_sink *s, Vspc__Ctl__Request *req)
+{
+	struct console		*con;
+	struct ctl_follow	*f;
+	struct stat		 sb;
+	struct timeval		 tv = { 0, 250000 };
+	const char		*path;
+	off_t			 start;
+	int			 fd;
+
+	if (ctl_lookup(s, req->target, &con) == -1)
+		return;
+	if (ctl_remote(con)) {
+		free(req->target);
+		req->target = xstrdup(con->key);
+		ctl_relay(s, req, con->owner);
+		return;
+	}
+	if (con->log == NULL) {
+		ctl_error(s, "%s has no log on node %s", con->key,
+		    server_conf->node_id);
+		return;
+	}
+	path = logfile_path(con->log);
+	if ((fd = open(path, O_RDONLY|O_CLOEXEC)) == -1 ||
+	    fstat(fd, &sb) == -1) {
+		ctl_error(s, "%s: %s", path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	start = ctl_log_tail(fd, sb.st_size, req->lines != 0 ? req->lines :
+	    CTL_LOG_LINES);
+	if (ctl_log_send(s, fd, start, sb.st_size, req->follow) == -1 ||
+	    !req->follow) {
+		close(fd);
+		return;
+	}
+	close(fd);
+	f = xcalloc(1, sizeof *f);
+	ctl_sink_copy(&f->sink, s);
+	f->path = xstrdup(path);
+	f->off = sb.st_size;
+	f->ev = event_new(server_base, -1, EV_PERSIST, ctl_follow_cb, f);
+	event_add(f->ev, &tv);
+	TAILQ_INSERT_TAIL(&ctl_follows, f, entry);
+}
+
+/* Attaching: the connection becomes a person. */
+
+static void
+ctl_pair_read(struct bufferevent *bev, void *arg)
+{
+	struct ctl_conn		*cc = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	struct ctl_sink		 s;
+	Vspc__Ctl__Reply	 r;
+	u_char			 buf[CTL_CHUNK];
+	int			 n;
+
+	memset(&s, 0, sizeof s);
+	s.conn = cc->id;
+	while ((n = evbuffer_remove(in, buf, sizeof buf)) > 0) {
+		vspc__ctl__reply__init(&r);
+		r.ok = 1;
+		r.more = 1;
+		r.data.data = buf;
+		r.data.len = n;
+		ctl_send(&s, &r);
+	}
+	if (evbuffer_get_length(bufferevent_get_output(cc->bev)) >
+	    CTL_OUT_HIGH)
+		bufferevent_disable(cc->pair, EV_READ);
+}
+
+static void
+ctl_detached(struct ctl_conn *cc, const char *why)
+{
+	Vspc__Ctl__Reply	 r = VSPC__CTL__REPLY__INIT;
+	struct ctl_sink		 s;
+
+	if (cc->pair != NULL) {
+		bufferevent_free(cc->pair);
+		cc->pair = NULL;
+	}
+	if (cc->c != NULL) {
+		cc->c->proto_data = NULL;
+		client_close(cc->c, why);
+		cc->c = NULL;
+	}
+	memset(&s, 0, sizeof s);
+	s.conn = cc->id;
+	r.ok = 1;
+	r.text = (char *)why;
+	ctl_send(&s, &r);
+}
+
+static void
+ctl_pair_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct ctl_conn	*cc = arg;
+
+	if (what & (BEV_EVENT_EOF|BEV_EVENT_ERROR)) {
+		ctl_pair_read(bev, arg);
+		ctl_detached(cc, "detached");
+	}
+}
+
+static void
+ctl_client_input(struct client *c, const u_char *buf, size_t len)
+{
+	c->last_input = server_now;
+	client_input_to_vm(c, buf, len);
+}
+
+static void
+ctl_client_notice(struct client *c, const char *msg)
+{
+	client_printf(c, "\r\n[-- %s --]\r\n", msg);
+}
+
+static void
+ctl_client_free(struct client *c)
+{
+	struct ctl_conn	*cc = c->proto_data;
+
+	if (cc != NULL)
+		cc->c = NULL;
+	c->proto_data = NULL;
+}
+
+static void
+ctl_client_attached(struct client *c, enum attach_result r, const char *why)
+{
+	struct ctl_conn		*cc = c->proto_data;
+	struct console		*con = c->console;
+	struct ctl_sink		 s;
+	Vspc__Ctl__Reply	 rep = VSPC__CTL__REPLY__INIT;
+	char			*text;
+
+	if (cc == NULL || !cc->attaching)
+		return;
+	cc->attaching = 0;
+	memset(&s, 0, sizeof s);
+	s.conn = cc->id;
+	switch (r) {
+	case ATTACHED_WRITER:
+	case ATTACHED_SPY:
+	case ATTACHED_RO:
+		break;
+	default:
+		ctl_error(&s, "%s", why != NULL ? why :
+		    attach_result_string(r));
+		if (cc->pair != NULL) {
+			bufferevent_free(cc->pair);
+			cc->pair = NULL;
+		}
+		cc->c = NULL;
+		c->proto_data = NULL;
+		client_close(c, "attach refused");
+		return;
+	}
+	xasprintf(&text, "%s to %s (%s) on node %s as %s",
+	    attach_result_string(r), con != NULL && con->name != NULL ?
+	    con->name : "-", con != NULL ? con->key : "-", con != NULL ?
+	    cluster_node_of(con) : "?", client_mode_name(c));
+	rep.ok = 1;
+	rep.more = 1;
+	rep.text = text;
+	ctl_send(&s, &rep);
+	free(text);
+	c->flags |= CLIENT_STREAM;
+	client_flush(c);
+}
+
+static void
+ctl_attach(struct ctl_sink *s, struct ctl_conn *cc, Vspc__Ctl__Request *req)
+{
+	struct console		*con;
+	struct client		*c;
+	enum attach_mode	 mode = req->mode;
+	enum attach_result	 r;
+	int			 sv[2];
+
+	if (cc == NULL) {
+		ctl_error(s, "attach cannot be relayed");
+		return;
+	}
+	if (cc->c != NULL || cc->attaching) {
+		ctl_error(s, "already attached");
+		return;
+	}
+	if (mode >= ATTACH_MAX) {
+		ctl_error(s, "bad attach mode %u", mode);
+		return;
+	}
+	if (cc->readonly) {
+		if (mode != ATTACH_RO && mode != ATTACH_SPY) {
+			ctl_error(s, "read-only control socket: attach with "
+			    "--ro");
+			return;
+		}
+		mode = ATTACH_RO;
+	}
+	if (server_draining) {
+		ctl_error(s, "node %s is draining: no new attaches",
+		    server_conf->node_id);
+		return;
+	}
+	if (ctl_lookup(s, req->target, &con) == -1)
+		return;
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1) {
+		ctl_error(s, "socketpair: %s", strerror(errno));
+		return;
+	}
+	evutil_make_socket_nonblocking(sv[0]);
+	evutil_make_socket_nonblocking(sv[1]);
+	evutil_make_socket_closeonexec(sv[0]);
+	evutil_make_socket_closeonexec(sv[1]);
+	c = client_create(sv[0], CLIENT_CONSOLE, &ctl_client_proto, NULL);
+	c->proto_data = cc;
+	snprintf(c->addr, sizeof c->addr, "control[%ld]", (long)cc->pid);
+	c->user = xstrdup(cc->user != NULL ? cc->user : "-");
+	cc->c = c;
+	cc->pair = bufferevent_socket_new(server_base, sv[1],
+	    BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(cc->pair, ctl_pair_read, NULL, ctl_pair_event, cc);
+	bufferevent_enable(cc->pair, EV_READ|EV_WRITE);
+	log_info("control: client %u (%s) attaching to %s", c->id, c->user,
+	    con->key);
+	cc->attaching = 1;
+	r = console_attach(con, c, mode);
+	if (r == ATTACH_PENDING)
+		return;
+	ctl_client_attached(c, r, NULL);
+}
+
+static void
+ctl_replay_lines(const char *arg, long *n)
+{
+	*n = server_conf->console_replay_lines;
+	if (arg != NULL && *arg != '\0') {
+		*n = strtol(arg, NULL, 10);
+		if (*n <= 0 || *n > 100000)
+			*n = server_conf->console_replay_lines;
+	}
+}
+
+/* An escape command of an attached tool (the console port's words). */
+static void
+ctl_escape(struct ctl_conn *cc, const char *line)
+{
+	struct client	*c = cc->c;
+	struct console	*con;
+	char		*copy, *arg, *cmd, err[160];
+	long		 n;
+	int		 fwd, rc = 0;
+
+	if (c == NULL || (con = c->console) == NULL)
+		return;
+	copy = xstrdup(line);
+	arg = copy;
+	while (isspace((u_char)*arg))
+		arg++;
+	cmd = strsep(&arg, " \t");
+	fwd = cluster_client_forwarded(c);
+	if (cc->readonly && (strcmp(cmd, "w") == 0 ||
+	    strcmp(cmd, "write") == 0 || strcmp(cmd, "f") == 0 ||
+	    strcmp(cmd, "force") == 0 || strcmp(cmd, "b") == 0 ||
+	    strcmp(cmd, "break") == 0)) {
+		client_printf(c, "[read-only control socket]\r\n");
+	} else if (*cmd == '\0' || strcmp(cmd, "c") == 0 ||
+	    strcmp(cmd, "continue") == 0) {
+		client_printf(c, "[continue]\r\n");
+	} else if (strcmp(cmd, "d") == 0 || strcmp(cmd, "detach") == 0 ||
+	    strcmp(cmd, "q") == 0 || strcmp(cmd, "quit") == 0) {
+		ctl_detached(cc, "detached");
+	} else if (strcmp(cmd, "s") == 0 || strcmp(cmd, "spy") == 0) {
+		if (fwd)
+			rc = cluster_fwd_mode(c, ATTACH_SPY, 0, 0);
+		else
+			console_set_mode(con, c, ATTACH_SPY, err, sizeof err);
+		client_printf(c, "[spy]\r\n");
+	} else if (strcmp(cmd, "w") == 0 || strcmp(cmd, "write") == 0 ||
+	    strcmp(cmd, "f") == 0 || strcmp(cmd, "force") == 0) {
+		enum attach_mode m = (*cmd == 'f') ? ATTACH_FORCE :
+		    ATTACH_DEFAULT;
+
+		if (fwd)
+			rc = cluster_fwd_mode(c, m, 0, 0);
+		else if (console_set_mode(con, c, m, err, sizeof err) == -1)
+			client_printf(c, "[%s]\r\n", err);
+		else
+			client_printf(c, "[attached]\r\n");
+	} else if (strcmp(cmd, "r") == 0 || strcmp(cmd, "replay") == 0) {
+		ctl_replay_lines(arg, &n);
+		if (fwd)
+			rc = cluster_fwd_mode(c, ATTACH_DEFAULT, n, 0);
+		else {
+			client_printf(c, "[replay of the last %ld lines]\r\n",
+			    n);
+			console_replay(con, c, n);
+			client_printf(c, "\r\n[end of replay]\r\n");
+		}
+	} else if (strcmp(cmd, "b") == 0 || strcmp(cmd, "break") == 0) {
+		if (fwd)
+			rc = cluster_fwd_mode(c, ATTACH_DEFAULT, 0, 1);
+		else if (!(c->flags & CLIENT_WRITE))
+			client_printf(c, "[only the writer can send a "
+			    "break]\r\n");
+		else {
+			console_send_break(con);
+			client_printf(c, "[break sent]\r\n");
+		}
+	} else if (strcmp(cmd, "who") == 0) {
+		struct client	*o;
+
+		if (fwd)
+			client_printf(c, "[the console is on node %s: run "
+			    "vspcctl who %s]\r\n", cluster_node_of(con),
+			    con->key);
+		else {
+			TAILQ_FOREACH(o, &con->clients, centry) {
+				client_printf(c, "%u %s@%s %s%s\r\n", o->id,
+				    o->user != NULL ? o->user : "-", o->addr,
+				    client_mode_name(o), o == c ? " (you)" :
+				    "");
+			}
+		}
+	} else
+		client_printf(c, "[unknown command \"%s\"]\r\n", cmd);
+	if (rc == -1)
+		client_printf(c, "[the console's node cannot be reached]\r\n");
+	free(copy);
+}
+
+/* Requests. */
+
+static int
+ctl_changes(Vspc__Ctl__Request *req)
+{
+	switch (req->command) {
+	case VSPC__CTL__COMMAND__DISCONNECT:
+	case VSPC__CTL__COMMAND__DRAIN:
+	case VSPC__CTL__COMMAND__UNDRAIN:
+	case VSPC__CTL__COMMAND__RELOAD:
+		return (1);
+	default:
+		return (0);
+	}
+}
+
+static void
+ctl_dispatch(struct ctl_sink *s, struct ctl_conn *cc, Vspc__Ctl__Request *req,
+    int readonly)
+{
+	if (req->version != CTL_PROTOCOL) {
+		ctl_error(s, "control protocol version %u not supported "
+		    "(this node speaks %u)", req->version, CTL_PROTOCOL);
+		return;
+	}
+	if (readonly && ctl_changes(req)) {
+		ctl_error(s, "read-only control socket: command refused");
+		return;
+	}
+	if (cc != NULL && cc->c != NULL &&
+	    req->command != VSPC__CTL__COMMAND__INPUT &&
+	    req->command != VSPC__CTL__COMMAND__ESCAPE) {
+		ctl_error(s, "attached: only input and escape commands");
+		return;
+	}
+	switch (req->command) {
+	case VSPC__CTL__COMMAND__CLUSTER_STATUS:
+		ctl_cluster_status(s);
+		break;
+	case VSPC__CTL__COMMAND__VM_LIST:
+		ctl_vm_list(s);
+		break;
+	case VSPC__CTL__COMMAND__VM_SHOW:
+		ctl_vm_show(s, req);
+		break;
+	case VSPC__CTL__COMMAND__WHO:
+		ctl_who(s, req);
+		break;
+	case VSPC__CTL__COMMAND__DISCONNECT:
+		ctl_disconnect(s, req);
+		break;
+	case VSPC__CTL__COMMAND__ATTACH:
+		ctl_attach(s, cc, req);
+		break;
+	case VSPC__CTL__COMMAND__INPUT:
+		/* Directly, so that it keeps its order with ESCAPE. */
+		if (cc != NULL && cc->c != NULL && !cc->attaching &&
+		    req->data.len > 0)
+			ctl_client_input(cc->c, req->data.data,
+			    req->data.len);
+		break;
+	case VSPC__CTL__COMMAND__ESCAPE:
+		if (cc != NULL && cc->c != NULL)
+			ctl_escape(cc, req->arg != NULL ? req->arg : "");
+		break;
+	case VSPC__CTL__COMMAND__LOG:
+		ctl_log(s, req);
+		break;
+	case VSPC__CTL__COMMAND__DRAIN:
+		ctl_drain(s, req, 1);
+		break;
+	case VSPC__CTL__COMMAND__UNDRAIN:
+		ctl_drain(s, req, 0);
+		break;
+	case VSPC__CTL__COMMAND__RELOAD:
+		ctl_reload(s, req);
+		break;
+	default:
+		ctl_error(s, "unknown command %d", req->command);
+		break;
+	}
+}
+
+/* Connections. */
+
+static void
+ctl_conn_read(struct bufferevent *bev, void *arg)
+{
+	struct ctl_conn		*cc = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	Vspc__Ctl__Request	*req;
+	struct ctl_sink		 s;
+	u_char			 hdr[4];
+	size_t			 len;
+	u_int			 id = cc->id;
+
+	for (;;) {
+		if (evbuffer_copyout(in, hdr, 4) != 4)
+			return;
+		len = (size_t)hdr[0] << 24 | hdr[1] << 16 | hdr[2] << 8 |
+		    hdr[3];
+		if (len > CTL_FRAME_MAX) {
+			log_warnx("control: frame of %zu bytes; closing", len);
+			ctl_conn_free(cc);
+			return;
+		}
+		if (evbuffer_get_length(in) < len + 4)
+			return;
+		evbuffer_drain(in, 4);
+		req = vspc__ctl__request__unpack(NULL, len,
+		    evbuffer_pullup(in, len));
+		evbuffer_drain(in, len);
+		memset(&s, 0, sizeof s);
+		s.conn = cc->id;
+		if (req == NULL) {
+			ctl_error(&s, "bad request");
+			continue;
+		}
+		ctl_dispatch(&s, cc, req, cc->readonly);
+		vspc__ctl__request__free_unpacked(req, NULL);
+		if (ctl_conn_find(id) == NULL)
+			return;
+	}
+}
+
+static void
+ctl_conn_write(struct bufferevent *bev, void *arg)
+{
+	struct ctl_conn	*cc = arg;
+
+	if (cc->pair != NULL)
+		bufferevent_enable(cc->pair, EV_READ);
+}
+
+static void
+ctl_conn_event(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF|BEV_EVENT_ERROR))
+		ctl_conn_free(arg);
+}
+
+static void
+ctl_conn_free(struct ctl_conn *cc)
+{
+	struct ctl_relay	*rl, *rl1;
+
+	TAILQ_FOREACH_SAFE(rl, &ctl_relays, entry, rl1) {
+		if (rl->conn == cc->id)
+			ctl_relay_cancel(rl);
+	}
+	if (cc->pair != NULL)
+		bufferevent_free(cc->pair);
+	if (cc->c != NULL) {
+		cc->c->proto_data = NULL;
+		client_close(cc->c, "control connection closed");
+	}
+	TAILQ_REMOVE(&ctl_conns, cc, entry);
+	bufferevent_free(cc->bev);
+	free(cc->user);
+	free(cc);
+}
+
+static void
+ctl_accept(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct ctl_listener	*l = arg;
+	struct ctl_conn		*cc;
+	struct passwd		*pw;
+#ifdef SO_PEERCRED
+	struct ucred		 cred;
+	socklen_t		 clen = sizeof cred;
+#endif
+
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	server_now = time(NULL);
+	cc = xcalloc(1, sizeof *cc);
+	cc->id = ++ctl_next_conn;
+	if (cc->id == 0)
+		cc->id = ++ctl_next_conn;
+	cc->readonly = l->readonly;
+#ifdef SO_PEERCRED
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+		cc->pid = cred.pid;
+		if ((pw = getpwuid(cred.uid)) != NULL)
+			cc->user = xstrdup(pw->pw_name);
+		else
+			xasprintf(&cc->user, "%u", (u_int)cred.uid);
+	}
+#else
+	(void)pw;
+#endif
+	cc->bev = bufferevent_socket_new(server_base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(cc->bev, ctl_conn_read, ctl_conn_write,
+	    ctl_conn_event, cc);
+	bufferevent_setwatermark(cc->bev, EV_WRITE, CTL_OUT_LOW, 0);
+	bufferevent_enable(cc->bev, EV_READ|EV_WRITE);
+	TAILQ_INSERT_TAIL(&ctl_conns, cc, entry);
+	log_debug("control: connection %u from %s%s", cc->id,
+	    cc->user != NULL ? cc->user : "?", cc->readonly ?
+	    " (read-only)" : "");
+}
+
+static int
+ctl_mkdir(const char *path, char **err)
+{
+	char	*copy, *p;
+
+	copy = xstrdup(path);
+	if ((p = strrchr(copy, '/')) == NULL || p == copy) {
+		free(copy);
+		return (0);
+	}
+	*p = '\0';
+	for (p = copy + 1; ; p++) {
+		if (*p == '/' || *p == '\0') {
+			int	last = (*p == '\0');
+
+			*p = '\0';
+			if (mkdir(copy, 0755) == -1 && errno != EEXIST) {
+				xasprintf(err, "control socket directory %s: "
+				    "%s", copy, strerror(errno));
+				free(copy);
+				return (-1);
+			}
+			if (last)
+				break;
+			*p = '/';
+		}
+	}
+	free(copy);
+	return (0);
+}
+
+static int
+ctl_listen(struct ctl_listener *l, const char *path, int readonly,
+    char **err)
+{
+	struct sockaddr_un	 sun;
+	struct stat		 sb;
+	mode_t			 old;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		xasprintf(err, "control socket %s: path too long", path);
+		return (-1);
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))
+		(void)unlink(path);
+	old = umask(readonly ? 0111 : 0117);
+	l->lev = evconnlistener_new_bind(server_base, ctl_accept, l,
+	    LEV_OPT_CLOSE_ON_FREE|LEV_OPT_CLOSE_ON_EXEC, 16,
+	    (struct sockaddr *)&sun, sizeof sun);
+	umask(old);
+	if (l->lev == NULL) {
+		xasprintf(err, "control socket %s: %s", path, strerror(errno));
+		return (-1);
+	}
+	(void)chmod(path, readonly ? 0666 : 0660);
+	l->path = xstrdup(path);
+	l->readonly = readonly;
+	log_info("control socket %s%s", path, readonly ? " (read-only)" : "");
+	return (0);
+}
+
+/* Open the control sockets ([control] socket and its ".ro" twin). */
+int
+control_init(struct config *conf, char **err)
+{
+	char	*ro;
+
+	ctl_started = time(NULL);
+	if (ctl_timer == NULL) {
+		struct timeval	tv = { 1, 0 };
+
+		ctl_timer = event_new(server_base, -1, EV_PERSIST,
+		    ctl_timer_cb, NULL);
+		event_add(ctl_timer, &tv);
+	}
+	if (conf->control_socket == NULL || *conf->control_socket == '\0')
+		return (0);
+	if (ctl_mkdir(conf->control_socket, err) == -1)
+		return (-1);
+	if (ctl_listen(&ctl_listeners[0], conf->control_socket, 0, err) == -1)
+		return (-1);
+	xasprintf(&ro, "%s.ro", conf->control_socket);
+	if (ctl_listen(&ctl_listeners[1], ro, 1, err) == -1) {
+		free(ro);
+		return (-1);
+	}
+	free(ro);
+	return (0);
+}
+
+/* Close every control connection and socket (at exit). */
+void
+control_shutdown(void)
+{
+	struct ctl_follow	*f;
+	u_int			 i;
+
+	while (!TAILQ_EMPTY(&ctl_conns))
+		ctl_conn_free(TAILQ_FIRST(&ctl_conns));
+	while (!TAILQ_EMPTY(&ctl_relays))
+		ctl_relay_free(TAILQ_FIRST(&ctl_relays));
+	while ((f = TAILQ_FIRST(&ctl_follows)) != NULL)
+		ctl_follow_free(f);
+	for (i = 0; i < 2; i++) {
+		if (ctl_listeners[i].lev == NULL)
+			continue;
+		evconnlistener_free(ctl_listeners[i].lev);
+		(void)unlink(ctl_listeners[i].path);
+		free(ctl_listeners[i].path);
+		ctl_listeners[i].lev = NULL;
+		ctl_listeners[i].path = NULL;
+	}
+	if (ctl_timer != NULL)
+		event_free(ctl_timer);
+	ctl_timer = NULL;
+	for (i = 0; i < ctl_nknown; i++)
+		free(ctl_known[i]);
+	free(ctl_known);
+	ctl_known = NULL;
+	ctl_nknown = 0;
+}
