@@ -1366,11 +1366,6 @@ config_check(struct config *conf, char **err)
 		    "not serve telnets; leave it empty");
 		return (-1);
 	}
-	if (*conf->vm_proxy_from_text != '\0') {
-		*err = xstrdup("[vm] proxy_protocol_from: this version of "
-		    "vspcd does not read PROXY headers; leave it empty");
-		return (-1);
-	}
 	if (*conf->console_users_file != '\0') {
 		*err = xstrdup("[console] users_file: this version of vspcd "
 		    "has no console logins; leave it empty and keep the "

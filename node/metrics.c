@@ -227,6 +227,9 @@ metrics_write(struct evbuffer *b)
 	COUNTER("vm_discarded_bytes_total",
 	    "Bytes from refused or retired ESXi connections, not kept.",
 	    s->vm_bytes_discarded);
+	COUNTER("proxy_refused_total",
+	    "Connections from [vm] proxy_protocol_from addresses closed "
+	    "without a valid PROXY header.", s->proxy_refused);
 
 	metrics_head(b, "vspcd_consoles", "gauge",
 	    "Consoles known, by owner: this node (local) or another.");

@@ -197,16 +197,24 @@ server_accept_error(struct evconnlistener *lev, void *arg)
 	    l->text, strerror(e));
 }
 
+/* A listener kind's name for the log ("vm", "console", "compat"). */
+const char *
+server_listener_name(u_int kind)
+{
+	return (kind < LISTEN_KIND_MAX ? listener_names[kind] : "unknown");
+}
+
 static void
-server_refuse_draining(struct listener *l, int fd, struct sockaddr *sa)
+server_refuse_draining(u_int kind, const char *name, int fd,
+    const struct sockaddr *sa)
 {
 	char	addr[64], *msg;
 
-	if (l->kind == LISTEN_VM)
+	if (kind == LISTEN_VM)
 		server_stats.vm_refused++;
 	log_info("%s listener %s: connection from %s refused: draining",
-	    listener_names[l->kind], l->text, addr_fmt(sa, addr, sizeof addr));
-	if (l->kind != LISTEN_VM) {
+	    server_listener_name(kind), name, addr_fmt(sa, addr, sizeof addr));
+	if (kind != LISTEN_VM) {
 		xasprintf(&msg, "vspcd: node %s is draining and takes no new "
 		    "sessions; try another node\r\n", server_conf->node_id);
 		(void)write(fd, msg, strlen(msg));
@@ -215,28 +223,30 @@ server_refuse_draining(struct listener *l, int fd, struct sockaddr *sa)
 	close(fd);
 }
 
+/*
+ * Serve a new connection from sa (its real source, after any PROXY
+ * header) on a listener of that kind: draining, [vm] allow and
+ * max_connections, then the module that speaks the listener's protocol.
+ */
 static void
-server_accept(struct evconnlistener *lev, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+server_dispatch(int fd, const struct sockaddr *sa, u_int kind,
+    const char *name)
 {
-	struct listener	*l = arg;
 	struct config	*conf = server_conf;
 	char		 addr[64];
 	static const char full[] = "vspcd: too many connections\r\n";
 
-	evutil_make_socket_nonblocking(fd);
-	evutil_make_socket_closeonexec(fd);
 	server_now = time(NULL);
 	if (server_draining) {
-		server_refuse_draining(l, fd, sa);
+		server_refuse_draining(kind, name, fd, sa);
 		return;
 	}
-	switch (l->kind) {
+	switch (kind) {
 	case LISTEN_VM:
 		if (!acl_match(&conf->vm_allow, sa)) {
 			server_stats.vm_refused++;
 			log_warnx("vm listener %s: connection from %s refused "
-			    "by [vm] allow", l->text,
+			    "by [vm] allow", name,
 			    addr_fmt(sa, addr, sizeof addr));
 			close(fd);
 			return;
@@ -245,7 +255,7 @@ server_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		    nvmconns >= conf->vm_max_connections) {
 			server_stats.vm_refused++;
 			log_warnx("vm listener %s: connection from %s refused: "
-			    "[vm] max_connections (%u) reached", l->text,
+			    "[vm] max_connections (%u) reached", name,
 			    addr_fmt(sa, addr, sizeof addr),
 			    conf->vm_max_connections);
 			(void)write(fd, full, sizeof full - 1);
@@ -264,6 +274,26 @@ server_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		close(fd);
 		break;
 	}
+}
+
+/*
+ * A connection from a [vm] proxy_protocol_from address waits for its
+ * PROXY header first (proxy.c); any other is served at once.
+ */
+static void
+server_accept(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct listener	*l = arg;
+
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	server_now = time(NULL);
+	if (acl_match(&server_conf->vm_proxy_from, sa)) {
+		proxy_accept(fd, sa, (socklen_t)salen, l->kind, l->text, server_dispatch);
+		return;
+	}
+	server_dispatch(fd, sa, l->kind, l->text);
 }
 
 static void
@@ -598,6 +628,7 @@ server_loop(void)
 
 	while ((l = TAILQ_FIRST(&listeners)) != NULL)
 		server_listener_free(l);
+	proxy_shutdown();
 	http_shutdown();
 	control_shutdown();
 	client_shutdown("vspcd is shutting down");

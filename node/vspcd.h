@@ -878,6 +878,18 @@ int		 server_reload(char **);
 void		 server_set_overrides(char **, u_int);
 uint64_t	 server_monotime_us(void);
 void		 server_set_draining(int);
+const char	*server_listener_name(u_int);
+
+/*
+ * proxy.c: PROXY protocol v1 and v2 headers from the [vm]
+ * proxy_protocol_from addresses, on every listener.
+ */
+int		 proxy_parse(const u_char *, size_t, struct sockaddr_storage *,
+		     size_t *, const char **);
+void		 proxy_accept(int, const struct sockaddr *, socklen_t, u_int,
+		     const char *, void (*)(int, const struct sockaddr *, u_int,
+		     const char *));
+void		 proxy_shutdown(void);
 u_int		 server_vm_listeners(void);
 
 /*
@@ -939,6 +951,7 @@ struct stats {
 	uint64_t	 vmotion_abort;
 	uint64_t	 vmotion_timeout;
 	uint64_t	 input_dropped;
+	uint64_t	 proxy_refused;
 };
 
 #endif /* VSPCD_H */

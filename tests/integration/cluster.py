@@ -28,6 +28,9 @@ HAPROXY_EXAMPLE = os.path.join(harness.TOP_SRCDIR, "deploy", "haproxy.cfg")
 
 # The example's placeholders: the address in front (VIP) and the nodes.
 VIP = "10.0.0.10"
+SOURCE = "10.0.0.9"            # HAProxy's own address in the example.
+TEST_SOURCE = "127.0.0.2"      # ...and in the rendered copy.
+PORT_HTTP = 13374
 NODE_ADDRS = ("10.0.0.11", "10.0.0.12", "10.0.0.13")
 PORT_VM, PORT_COMPAT, PORT_CONSOLE = 13370, 13371, 13372
 STATS_SOCKET = "/run/haproxy/vspcd.sock"
@@ -198,7 +201,11 @@ class ClusterNode(harness.Node):
 
     def __init__(self, name, cluster_extra=None, extra=None, options=None):
         self.peer_port = free_port() if cluster_extra is not None else None
-        merged = {}
+        self.http_port = free_port()
+        # HAProxy (rendered from deploy/haproxy.cfg) connects from
+        # TEST_SOURCE with a PROXY header and checks /healthz.
+        merged = {"http.listen": "127.0.0.1:%d" % self.http_port,
+                  "vm.proxy_protocol_from": TEST_SOURCE}
         if cluster_extra is not None:
             merged.update(cluster_extra)
             merged["cluster.peer_listen"] = "127.0.0.1:%d" % self.peer_port
@@ -319,6 +326,17 @@ class HAProxy:
                     return a
                 raise ValueError("%s: unknown address %s" % (example, a))
             code = rx.sub(sub, code)
+            code = re.sub(r"\bsource %s\b" % re.escape(SOURCE),
+                          "source " + TEST_SOURCE, code)
+            if " port %d" % PORT_HTTP in code:
+                # A server line: its node's HTTP port for the check.
+                node = [n for a, n in zip(NODE_ADDRS, self.nodes)
+                        if amap.get("%s:%d" % (a, PORT_VM)) in code or
+                        amap.get("%s:%d" % (a, PORT_COMPAT)) in code or
+                        amap.get("%s:%d" % (a, PORT_CONSOLE)) in code]
+                if node:
+                    code = code.replace(" port %d" % PORT_HTTP,
+                                        " port %d" % node[0].http_port)
             if not skip:
                 out.append(code + hash_ + comment)
         missing = set(amap) - used

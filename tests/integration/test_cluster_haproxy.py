@@ -15,7 +15,7 @@ import cluster  # noqa: E402
 import harness  # noqa: E402
 from harness import wait_for  # noqa: E402
 
-ADDR = re.compile(r"\b\d+\.\d+\.\d+\.\d+:\d+\b")
+ADDR = re.compile(r"\b\d+\.\d+\.\d+\.\d+(:\d+)?\b|\bport \d+\b")
 
 
 def seconds(v):
@@ -93,8 +93,8 @@ class HAProxyFront(cluster.ClusterTest):
                 ADDR.sub("ADDR", b.replace(hp.stats_path, "SOCK")))
         for b in rendered:
             code = b.split("#", 1)[0]
-            for a in ADDR.findall(code):
-                self.assertTrue(a.startswith("127.0.0.1:"), b)
+            for a in re.findall(r"\b\d+\.\d+\.\d+\.\d+\b", code):
+                self.assertIn(a, ("127.0.0.1", cluster.TEST_SOURCE), b)
         rc, out = hp.check()
         self.assertEqual(rc, 0, out)
         self.assertNotIn("WARNING", out)
