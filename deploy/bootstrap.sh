@@ -16,7 +16,8 @@ what=${1:-run}
 build_deps="build-essential autoconf automake pkg-config libevent-dev
 libssl-dev libhiredis-dev libprotobuf-c-dev protobuf-c-compiler
 libinih-dev libcmocka-dev libsystemd-dev libcrypt-dev"
-test_deps="python3 clang libclang-rt-14-dev redis-server haproxy systemd logrotate keepalived iproute2"
+test_deps="python3 clang libclang-rt-14-dev redis-server haproxy systemd
+logrotate keepalived iproute2"
 
 missing=""
 for p in $build_deps $( [ "$what" = check ] && echo "$test_deps" ); do
