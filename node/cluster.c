@@ -149,6 +149,7 @@ static void	cluster_fwd_role(struct client *, const char *);
 static void	cluster_moved_add(const char *, const char *, const char *);
 static void	cluster_moved_free(struct moved *);
 static void	cluster_pend_run(const char *);
+static void	cluster_apply(const struct store_console *);
 
 /* The mode that keeps a person's role when the console moves. */
 static enum attach_mode
@@ -245,6 +246,26 @@ cluster_publish(struct console *con)
 		return;
 	cluster_record(con, &rec);
 	store_console_update(server_store, &rec);
+}
+
+static void
+cluster_rechecked(enum store_status st, const struct store_console *rec,
+    void *arg)
+{
+	if (st == STORE_OK && rec != NULL)
+		cluster_apply(rec);
+}
+
+/*
+ * A vMotion of a console of ours ended without moving it: whoever the
+ * store says owns it now is the owner.
+ */
+void
+cluster_recheck(struct console *con)
+{
+	if (!cluster_on || (con->flags & CONSOLE_REMOTE))
+		return;
+	store_console_get(server_store, con->key, cluster_rechecked, NULL);
 }
 
 /* Something about a console this node owns changed: tell the others. */
@@ -388,10 +409,14 @@ cluster_apply(const struct store_console *rec)
 	} else if (!(con->flags & CONSOLE_REMOTE)) {
 		if (rec->epoch <= con->epoch)
 			return;
-		/* A vMotion to that node hands over by itself. */
-		if (con->vmotion.state == VMOTION_PEERED &&
-		    con->vmotion.node != NULL &&
-		    strcmp(con->vmotion.node, rec->owner) == 0)
+		/*
+		 * During a vMotion the destination's node claims the console
+		 * and then tells us on the peer link (VmotionCompleted); its
+		 * claim can reach us through the store first, even before
+		 * its VmotionPeered.  The vMotion settles it; if it ends
+		 * without moving, the record is read again then.
+		 */
+		if (con->vmotion.state != VMOTION_NONE)
 			return;
 		cluster_yield(con, rec->owner, rec->epoch);
 	} else {
@@ -1698,6 +1723,11 @@ cluster_vmotion_peer(struct vmconn *v, const u_char *tok, size_t len,
 	clock_gettime(CLOCK_MONOTONIC, &m->began);
 	v->role = VMCONN_VMOTION_DST;
 	v->console = con;
+	if (v->ev_timeout != NULL) {
+		/* Bound by its token: no negotiation timeout any more. */
+		event_free(v->ev_timeout);
+		v->ev_timeout = NULL;
+	}
 	if (m->timer == NULL)
 		m->timer = evtimer_new(server_base, cluster_vmotion_timer, con);
 	tv.tv_sec = server_conf->vm_token_ttl;

@@ -479,6 +479,7 @@ vmotion_cancel(struct console *con, const char *why)
 	}
 	con->vm = src;
 	vmotion_finish(con);
+	cluster_recheck(con);
 	if (src == NULL) {
 		con->connected = 0;
 		if (con->nclients == 0)

@@ -861,6 +861,7 @@ int		 cluster_vmotion_peer(struct vmconn *, const u_char *, size_t,
 void		 cluster_vmotion_complete(struct vmconn *);
 void		 cluster_vmotion_cancelled(struct console *, const char *);
 void		 cluster_vmotion_dst_lost(struct console *);
+void		 cluster_recheck(struct console *);
 const char	*cluster_node_of(const struct console *);
 
 /* server.c */
