@@ -83,6 +83,8 @@ struct fwd {
 	int			 lost;		/* Its owner was lost meanwhile. */
 	struct evbuffer		*pending;	/* Input while (re)attaching. */
 	struct evbuffer		*seed;		/* Replay from AttachReply. */
+	time_t			 deadline;	/* First attach: wait for a link. */
+	int			 refused;	/* First attach refused: free it. */
 	char			 req;		/* Menu request awaiting reply. */
 	u_int			 req_lines;
 	uint64_t		 next_off;	/* Next stream byte expected. */
@@ -762,6 +764,7 @@ cluster_fwd_start(struct client *c, struct fwd *f)
 	if (con == NULL || !(con->flags & CONSOLE_REMOTE)) {
 		if (f->initial) {
 			f->state = FWD_WAITING;
+			f->refused = 1;
 			if (c->proto->attached != NULL)
 				c->proto->attached(c, ATTACH_REFUSED_REMOTE,
 				    "console not available");
@@ -775,6 +778,7 @@ cluster_fwd_start(struct client *c, struct fwd *f)
 	c->console = con;
 	if (!server_store->connected && f->initial) {
 		f->state = FWD_WAITING;
+		f->refused = 1;
 		if (c->proto->attached != NULL)
 			c->proto->attached(c, ATTACH_REFUSED_REMOTE,
 			    "shared state unreachable (Redis is down): only "
@@ -782,8 +786,26 @@ cluster_fwd_start(struct client *c, struct fwd *f)
 		return;
 	}
 	if (cluster_peer(f->node) == NULL) {
+		if (f->initial && (f->deadline == 0 ||
+		    time(NULL) < f->deadline)) {
+			/*
+			 * A node that just started knows the consoles before
+			 * its links are up: give the link a moment.
+			 */
+			struct timeval	tv = { 0, 100000 };
+
+			if (f->deadline == 0)
+				f->deadline = time(NULL) + 3;
+			f->state = FWD_WAITING;
+			if (f->retry == NULL)
+				f->retry = evtimer_new(server_base,
+				    cluster_fwd_retry_cb, f);
+			evtimer_add(f->retry, &tv);
+			return;
+		}
 		if (f->initial) {
 			f->state = FWD_WAITING;
+			f->refused = 1;
 			xasprintf(&why, "node %s, which owns the console, "
 			    "cannot be reached", f->node);
 			if (c->proto->attached != NULL)
@@ -816,6 +838,7 @@ cluster_fwd_start(struct client *c, struct fwd *f)
 	if (cluster_send(f->node, &env) == -1) {
 		if (f->initial) {
 			f->state = FWD_WAITING;
+			f->refused = 1;
 			if (c->proto->attached != NULL)
 				c->proto->attached(c, ATTACH_REFUSED_REMOTE,
 				    "the console's node cannot be reached");
@@ -948,11 +971,10 @@ cluster_attach(struct console *con, struct client *c, enum attach_mode mode)
 	if (c->flags & CLIENT_READONLY)
 		f->mode = ATTACH_RO;
 	cluster_fwd_start(c, f);
-	if (c->cluster == NULL || f->state == FWD_WAITING) {
+	if (c->cluster == f && f->refused) {
 		/* Refused at once; attached() was called. */
 		cluster_fwd_free(c);
 		c->console = NULL;
-		return (ATTACH_PENDING);
 	}
 	return (ATTACH_PENDING);
 }
