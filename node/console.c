@@ -346,6 +346,27 @@ console_input(struct console *con, const u_char *buf, size_t len)
 {
 	if (len == 0)
 		return;
+	/*
+	 * Local writers pause at [vm] input_buffer; a writer that cannot be
+	 * paused (another node's channel, late input) is stopped here, at
+	 * twice that, and what it sends beyond is counted and dropped.
+	 */
+	if (console_input_room(con) == 0 && (console_holding(con) ?
+	    (con->held != NULL ? evbuffer_get_length(con->held) : 0) :
+	    (con->vm != NULL ? vmconn_pending(con->vm) : 0)) + len >
+	    2 * server_conf->vm_input_max) {
+		con->input_dropped += len;
+		server_stats.input_dropped += len;
+		if (server_now - con->input_notice >= 10) {
+			con->input_notice = server_now;
+			log_warnx("console %s: input toward the VM over twice "
+			    "[vm] input_buffer; %zu bytes dropped", con->key,
+			    len);
+			console_notice(con, NULL, "VM not reading; input "
+			    "discarded");
+		}
+		return;
+	}
 	if (console_holding(con)) {
 		if (con->held == NULL)
 			con->held = evbuffer_new();
