@@ -930,6 +930,68 @@ void		 control_relay_request(struct peer *,
 void		 control_relay_reply(struct peer *,
 		     const struct Vspc__ControlRelayReply *);
 
+/*
+ * handoff.c: hot upgrade (vspcctl node upgrade, SIGUSR2).  The running
+ * node starts the new binary with a socketpair, waits until nothing is
+ * in flight with the store, freezes, and passes every listening socket
+ * and live connection (SCM_RIGHTS) with each object's state as a
+ * sequence of protobuf records (proto/handoff.proto; modules with their
+ * own state format pack it themselves).  The new process rebuilds
+ * everything without touching a socket, says it is ready, and only
+ * starts its loop once the old one committed and left.  If anything
+ * fails before the commit, the old process carries on as if nothing
+ * happened.
+ *
+ * Records are written and read in this order; each module's
+ * *_handoff_restore() is given its records in the order it wrote them.
+ */
+#define HANDOFF_VERSION		1	/* State format this binary writes. */
+#define HANDOFF_VERSION_MIN	1	/* Oldest format it can read. */
+enum handoff_rec {
+	HANDOFF_REC_SERVER = 1,	/* Listeners, statistics, draining. */
+	HANDOFF_REC_STORE,	/* Embedded store's tokens and records. */
+	HANDOFF_REC_CONSOLE,
+	HANDOFF_REC_VMCONN,
+	HANDOFF_REC_CLIENT,
+	HANDOFF_REC_CONTROL,
+	HANDOFF_REC_PROXY,
+	HANDOFF_REC_PEER,	/* peer.c's own packed state. */
+	HANDOFF_REC_CLUSTER,	/* cluster.c's own packed state. */
+	HANDOFF_REC_MAX
+};
+struct handoff;
+/* Saving: pass fd to the new process; returns its index in the set. */
+int		 handoff_add_fd(struct handoff *, int);
+/* Saving: append a record of packed bytes. */
+void		 handoff_add(struct handoff *, enum handoff_rec,
+		     const uint8_t *, size_t);
+/* Restoring: take the descriptor of an index (once); -1 if invalid. */
+int		 handoff_take_fd(struct handoff *, int);
+int		 handoff_restoring(void);	/* Started by a hand-over. */
+int		 handoff_in_progress(void);	/* Old side quiescing. */
+void		 handoff_start(const char *, void (*)(void *, int,
+		     const char *), void *);
+/*
+ * Module hooks.  _busy: non-zero (and why) while something is in flight
+ * that cannot be written down (a store reply, a peer request awaiting an
+ * answer that has no record); the old node waits, bounded, for all to
+ * be idle.  _save: write the module's records.  _restore: rebuild from
+ * one record (called in order, before any socket is touched); _resume:
+ * after the commit, arm events and timers.
+ */
+int		 peer_handoff_busy(char *, size_t);
+void		 peer_handoff_save(struct handoff *);
+int		 peer_handoff_restore(struct handoff *, const uint8_t *, size_t,
+		     char **);
+void		 peer_handoff_resume(void);
+int		 cluster_handoff_busy(char *, size_t);
+void		 cluster_handoff_save(struct handoff *);
+int		 cluster_handoff_restore(struct handoff *, const uint8_t *,
+		     size_t, char **);
+void		 cluster_handoff_resume(void);
+/* Looking clients up by ID (IDs survive a hand-over). */
+struct client	*client_find(u_int);
+
 /* Statistics, exported later by the metrics endpoint. */
 struct stats {
 	uint64_t	 vm_accepted;
