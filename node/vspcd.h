@@ -931,6 +931,73 @@ void		 control_relay_reply(struct peer *,
 		     const struct Vspc__ControlRelayReply *);
 
 /*
+ * auth.c: the users file ([console] users_file): logins with crypt(3)
+ * hashes checked on a worker thread, groups, per-console rw/ro rules
+ * with globs, and the admin role.
+ */
+enum auth_access {
+	AUTH_NONE,
+	AUTH_RO,
+	AUTH_RW
+};
+struct auth;
+struct auth	*auth_load(const char *, char **);
+int		 auth_refresh(struct auth **, char **);
+void		 auth_free(struct auth *);
+enum auth_access auth_console_access(const struct auth *, const char *,
+		     const char *, const char *, const char *);
+int		 auth_is_admin(const struct auth *, const char *);
+int		 auth_check_password(const struct auth *, const char *,
+		     const char *);
+void		 auth_init(struct event_base *);
+void		 auth_shutdown(void);
+u_int		 auth_pending(void);
+void		 auth_verify(const struct auth *, const char *, const char *,
+		     u_int, void (*)(u_int, int));
+
+/*
+ * tls.c: TLS termination for the telnets listeners.  A connection's
+ * handshake is done here; then it is relayed to a Unix socketpair whose
+ * other end is served like a plain connection.
+ */
+struct tls_stats {
+	uint64_t	 handshakes;
+	uint64_t	 handshake_failed;
+	uint64_t	 bytes_in;	/* Decrypted, from peers. */
+	uint64_t	 bytes_out;	/* Before encryption, to peers. */
+};
+extern struct tls_stats	 tls_stats;
+enum tls_slot {
+	TLS_SERVER,		/* telnets listeners (ESXi, people). */
+	TLS_PEER,		/* Peer link, mutual, against the cluster CA. */
+	TLS_SLOT_MAX
+};
+int		 tls_configure(enum tls_slot, const char *, const char *,
+		     const char *, char **);
+int		 tls_thumbprint_file(const char *, char *, size_t, char **);
+const char	*tls_thumbprint(enum tls_slot);
+int		 tls_enabled(enum tls_slot);
+u_int		 tls_count(void);
+void		 tls_accept(int, enum tls_slot, const struct sockaddr *,
+		     socklen_t, u_int, const char *, u_int,
+		     void (*)(int, const struct sockaddr *, u_int,
+		     const char *));
+void		 tls_connect(int, const struct sockaddr *, socklen_t, u_int,
+		     const char *, u_int, void (*)(int, const struct sockaddr *,
+		     u_int, const char *));
+void		 tls_shutdown(void);
+
+/*
+ * limit.c: connections per source address and listener kind.  A
+ * connection holds its slot from accept to close.
+ */
+struct limit_slot;
+struct limit_slot *limit_take(const struct sockaddr *, u_int, u_int);
+void		 limit_put(struct limit_slot *);
+u_int		 limit_count(const struct sockaddr *, u_int);
+u_int		 limit_sources(void);
+
+/*
  * handoff.c: hot upgrade (vspcctl node upgrade, SIGUSR2).  The running
  * node starts the new binary with a socketpair, waits until nothing is
  * in flight with the store, freezes, and passes every listening socket
