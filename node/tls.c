@@ -29,6 +29,17 @@
  * TLS_HIGH bytes, reading from the sending side stops until it drained.
  * End of stream on either side is passed on after what was pending.
  *
+ * The relays run in a process of their own (tls_process_start), forked
+ * at start: the main process passes it each accepted or connected
+ * socket (SCM_RIGHTS) and gets the plain end back once the handshake
+ * succeeded.  OpenSSL's parsing of untrusted bytes is then kept out of
+ * the process that holds every console, and a hot upgrade of the main
+ * process hands over its end of the channel to the TLS process like any
+ * other descriptor: TLS sessions, whose state OpenSSL cannot export,
+ * never have to move.  The TLS process runs the binary it was started
+ * with until the node is restarted.  Without the process (unit tests)
+ * the relays run on the caller's loop.
+ *
  * Two sets of credentials: TLS_SERVER for the telnets listeners (ESXi's
  * and people's), TLS_PEER for the peer link, where both sides present a
  * certificate signed by the cluster CA and check the other's (mutual
@@ -43,6 +54,10 @@
  */
 
 #include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <fcntl.h>
+#include <signal.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -88,9 +103,52 @@ struct tls_creds {
 static struct tls_conns	 tls_conns = TAILQ_HEAD_INITIALIZER(tls_conns);
 static struct tls_creds	 tls_creds[TLS_SLOT_MAX];
 static u_int		 tls_next_id;
+static struct event_base *tls_base;	/* The loop the relays run on. */
 struct tls_stats	 tls_stats;
 
 static void	tls_conn_free(struct tls_conn *);
+static void	tls_ask(u_int, int, enum tls_slot, const struct sockaddr *,
+		    socklen_t, u_int, const char *, u_int);
+static void	tls_send_config(enum tls_slot, const char *, const char *,
+		    const char *);
+static void	tls_remember(enum tls_slot, const char *, const char *,
+		    const char *);
+static void	tls_resend_config(void);
+
+/*
+ * Messages between the main process and the TLS process, one per
+ * SOCK_SEQPACKET packet, with at most one descriptor.  The layout is
+ * fixed: after a hot upgrade the new main process talks to the TLS
+ * process the old binary started, so a change must bump the version
+ * (and the new main then starts a TLS process of its own).
+ */
+#define TLSMSG_VERSION		1
+enum {
+	TLSMSG_CONFIG = 1,	/* text = cert NUL key NUL ca. */
+	TLSMSG_ACCEPT,		/* fd: the accepted socket. */
+	TLSMSG_CONNECT,		/* fd: a connected peer-link socket. */
+	TLSMSG_DONE,		/* fd: the plain end; text = name or CN. */
+	TLSMSG_STATS		/* stats only. */
+};
+struct tlsmsg {
+	uint32_t	 version;
+	uint32_t	 type;
+	uint32_t	 slot;
+	uint32_t	 kind;
+	uint32_t	 timeout;
+	uint32_t	 salen;
+	uint8_t		 sa[128];
+	uint64_t	 stats[4];	/* struct tls_stats, from the child. */
+	char		 text[1536];
+};
+
+static int		 tls_chan = -1;		/* Channel to the TLS process. */
+static int		 tls_is_child;
+static char		*tls_conf[TLS_SLOT_MAX][3];	/* Main: cert, key, CA. */
+static pid_t		 tls_pid;
+static struct event	*tls_chan_ev;
+static void		 (*tls_dispatch)(int, const struct sockaddr *, u_int,
+			     const char *);
 
 static void
 tls_error(char **err, const char *what, const char *file)
@@ -205,6 +263,7 @@ tls_configure(enum tls_slot slot, const char *cert, const char *key,
 		SSL_CTX_free(tc->ctx);
 		SSL_CTX_free(tc->cctx);
 		memset(tc, 0, sizeof *tc);
+		tls_remember(slot, "", "", "");
 		return (0);
 	}
 	if ((ctx = tls_ctx_new(cert, key, ca, 1, err)) == NULL)
@@ -223,6 +282,7 @@ tls_configure(enum tls_slot slot, const char *cert, const char *key,
 	SSL_CTX_free(tc->cctx);
 	tc->ctx = ctx;
 	tc->cctx = cctx;
+	tls_remember(slot, cert, key, ca);
 	if (strcmp(print, tc->print) != 0) {
 		memcpy(tc->print, print, sizeof tc->print);
 		if (slot == TLS_SERVER)
@@ -407,7 +467,7 @@ tls_handshake_done(struct tls_conn *tc)
 		tls_conn_free(tc);
 		return;
 	}
-	tc->plain = bufferevent_socket_new(server_base, sp[0],
+	tc->plain = bufferevent_socket_new(tls_base, sp[0],
 	    BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(tc->plain, tls_plain_read, tls_plain_write,
 	    tls_plain_event, tc);
@@ -473,7 +533,7 @@ tls_start(int fd, SSL_CTX *ctx, int accepting, const struct sockaddr *sa,
 	addr_fmt(sa, tc->addr, sizeof tc->addr);
 	TAILQ_INSERT_TAIL(&tls_conns, tc, entry);
 
-	tc->enc = bufferevent_openssl_socket_new(server_base, fd, ssl,
+	tc->enc = bufferevent_openssl_socket_new(tls_base, fd, ssl,
 	    accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (tc->enc == NULL) {
@@ -502,6 +562,13 @@ tls_accept(int fd, enum tls_slot slot, const struct sockaddr *sa,
     socklen_t salen, u_int kind, const char *name, u_int timeout,
     void (*dispatch)(int, const struct sockaddr *, u_int, const char *))
 {
+	if (tls_chan >= 0) {
+		tls_ask(TLSMSG_ACCEPT, fd, slot, sa, salen, kind, name,
+		    timeout);
+		return;
+	}
+	if (tls_base == NULL)
+		tls_base = server_base;
 	tls_start(fd, tls_creds[slot].ctx, 1, sa, salen, kind, name, timeout,
 	    dispatch);
 }
@@ -512,6 +579,13 @@ tls_connect(int fd, const struct sockaddr *sa, socklen_t salen, u_int kind,
     const char *name, u_int timeout,
     void (*dispatch)(int, const struct sockaddr *, u_int, const char *))
 {
+	if (tls_chan >= 0) {
+		tls_ask(TLSMSG_CONNECT, fd, TLS_PEER, sa, salen, kind, name,
+		    timeout);
+		return;
+	}
+	if (tls_base == NULL)
+		tls_base = server_base;
 	tls_start(fd, tls_creds[TLS_PEER].cctx, 0, sa, salen, kind, name,
 	    timeout, dispatch);
 }
@@ -521,13 +595,448 @@ void
 tls_shutdown(void)
 {
 	struct tls_conn	*tc;
-	int		 slot;
+	int		 slot, i;
 
 	while ((tc = TAILQ_FIRST(&tls_conns)) != NULL)
 		tls_conn_free(tc);
 	for (slot = 0; slot < TLS_SLOT_MAX; slot++) {
+		for (i = 0; i < 3; i++) {
+			free(tls_conf[slot][i]);
+			tls_conf[slot][i] = NULL;
+		}
 		SSL_CTX_free(tls_creds[slot].ctx);
 		SSL_CTX_free(tls_creds[slot].cctx);
 		memset(&tls_creds[slot], 0, sizeof tls_creds[slot]);
 	}
+}
+
+static int
+tls_msg_send(int sock, const struct tlsmsg *m, int fd)
+{
+	struct msghdr	 msg;
+	struct iovec	 iov;
+	struct cmsghdr	*cm;
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cmsgbuf;
+	ssize_t		 n;
+
+	memset(&msg, 0, sizeof msg);
+	iov.iov_base = (void *)m;
+	iov.iov_len = sizeof *m;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (fd != -1) {
+		memset(&cmsgbuf, 0, sizeof cmsgbuf);
+		msg.msg_control = cmsgbuf.buf;
+		msg.msg_controllen = sizeof cmsgbuf.buf;
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	}
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	while (n == -1 && errno == EINTR);
+	return (n == (ssize_t)sizeof *m ? 0 : -1);
+}
+
+/* One message; -1 at end or on error, 0 if none waiting, else 1. */
+static int
+tls_msg_recv(int sock, struct tlsmsg *m, int *fd)
+{
+	struct msghdr	 msg;
+	struct iovec	 iov;
+	struct cmsghdr	*cm;
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int) * 4)];
+	} cmsgbuf;
+	ssize_t		 n;
+	int		 got;
+
+	*fd = -1;
+	memset(&msg, 0, sizeof msg);
+	iov.iov_base = m;
+	iov.iov_len = sizeof *m;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cmsgbuf.buf;
+	msg.msg_controllen = sizeof cmsgbuf.buf;
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	while (n == -1 && errno == EINTR);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return (0);
+	for (cm = CMSG_FIRSTHDR(&msg); cm != NULL;
+	    cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET ||
+		    cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		memcpy(&got, CMSG_DATA(cm), sizeof got);
+		if (*fd == -1)
+			*fd = got;
+		else
+			close(got);
+	}
+	if (n <= 0 || (size_t)n != sizeof *m || (msg.msg_flags & MSG_TRUNC) ||
+	    m->version != TLSMSG_VERSION || m->salen > sizeof m->sa) {
+		if (*fd != -1)
+			close(*fd);
+		*fd = -1;
+		return (n == 0 ? -1 : (n == -1 ? -1 : 2));
+	}
+	m->text[sizeof m->text - 1] = '\0';
+	return (1);
+}
+
+static void
+tls_fill(struct tlsmsg *m, u_int type, enum tls_slot slot,
+    const struct sockaddr *sa, socklen_t salen, u_int kind, u_int timeout)
+{
+	memset(m, 0, sizeof *m);
+	m->version = TLSMSG_VERSION;
+	m->type = type;
+	m->slot = slot;
+	m->kind = kind;
+	m->timeout = timeout;
+	if (sa != NULL) {
+		if (salen > sizeof m->sa)
+			salen = sizeof m->sa;
+		memcpy(m->sa, sa, salen);
+		m->salen = salen;
+	}
+}
+
+/* Main: ask the TLS process to take a socket; the fd is passed on. */
+static void
+tls_ask(u_int type, int fd, enum tls_slot slot, const struct sockaddr *sa,
+    socklen_t salen, u_int kind, const char *name, u_int timeout)
+{
+	struct tlsmsg	m;
+
+	tls_fill(&m, type, slot, sa, salen, kind, timeout);
+	snprintf(m.text, sizeof m.text, "%s", name);
+	if (tls_msg_send(tls_chan, &m, fd) == -1) {
+		log_warn("tls: cannot pass a connection to the TLS process");
+		tls_stats.handshake_failed++;
+	}
+	close(fd);
+}
+
+static void
+tls_send_config(enum tls_slot slot, const char *cert, const char *key,
+    const char *ca)
+{
+	struct tlsmsg	m;
+	size_t		 a, b, c;
+
+	tls_fill(&m, TLSMSG_CONFIG, slot, NULL, 0, 0, 0);
+	a = strlen(cert);
+	b = key != NULL ? strlen(key) : 0;
+	c = ca != NULL ? strlen(ca) : 0;
+	if (a + b + c + 3 > sizeof m.text) {
+		log_warnx("tls: certificate paths too long for the TLS "
+		    "process");
+		return;
+	}
+	memcpy(m.text, cert, a);
+	if (b)
+		memcpy(m.text + a + 1, key, b);
+	if (c)
+		memcpy(m.text + a + b + 2, ca, c);
+	if (tls_msg_send(tls_chan, &m, -1) == -1)
+		log_warn("tls: cannot configure the TLS process");
+}
+
+/* Main: keep a slot's files and tell the TLS process about them. */
+static void
+tls_remember(enum tls_slot slot, const char *cert, const char *key,
+    const char *ca)
+{
+	const char	*v[3] = { cert, key, ca };
+	u_int		 i;
+
+	if (tls_is_child)
+		return;
+	for (i = 0; i < 3; i++) {
+		free(tls_conf[slot][i]);
+		tls_conf[slot][i] = xstrdup(v[i] != NULL ? v[i] : "");
+	}
+	if (tls_chan >= 0)
+		tls_send_config(slot, tls_conf[slot][0], tls_conf[slot][1],
+		    tls_conf[slot][2]);
+}
+
+/* Main: what the TLS process sends back. */
+static void
+tls_chan_cb(evutil_socket_t sock, short events, void *arg)
+{
+	struct tlsmsg	 m;
+	char		*err = NULL;
+	int		 fd, r, i;
+
+	(void)events;
+	(void)arg;
+	for (i = 0; i < 64; i++) {
+		if ((r = tls_msg_recv(sock, &m, &fd)) == 0)
+			return;
+		if (r == -1) {
+			log_warnx("tls: the TLS process went away (its "
+			    "connections with it); starting another");
+			event_free(tls_chan_ev);
+			tls_chan_ev = NULL;
+			close(tls_chan);
+			tls_chan = -1;
+			if (tls_pid > 0)
+				(void)waitpid(tls_pid, NULL, WNOHANG);
+			if (tls_process_start(&err) == -1) {
+				log_warnx("%s", err);
+				free(err);
+			}
+			return;
+		}
+		if (r == 2)
+			continue;
+		tls_stats.handshakes = m.stats[0];
+		tls_stats.handshake_failed = m.stats[1];
+		tls_stats.bytes_in = m.stats[2];
+		tls_stats.bytes_out = m.stats[3];
+		if (m.type != TLSMSG_DONE || fd == -1) {
+			if (fd != -1)
+				close(fd);
+			continue;
+		}
+		if (tls_dispatch == NULL) {
+			close(fd);
+			continue;
+		}
+		evutil_make_socket_nonblocking(fd);
+		tls_dispatch(fd, (struct sockaddr *)m.sa, m.kind, m.text);
+	}
+}
+
+/* Main: where handshaken connections go (by the kind they were given). */
+void
+tls_set_dispatch(void (*dispatch)(int, const struct sockaddr *, u_int,
+    const char *))
+{
+	tls_dispatch = dispatch;
+}
+
+/* Child: a handshake succeeded; send the plain end to the main process. */
+static void
+tls_child_done(int fd, const struct sockaddr *sa, u_int kind,
+    const char *name)
+{
+	struct tlsmsg	 m;
+
+	/* sa is the relay's own sockaddr_storage. */
+	tls_fill(&m, TLSMSG_DONE, 0, sa, sizeof(struct sockaddr_storage),
+	    kind, 0);
+	snprintf(m.text, sizeof m.text, "%s", name);
+	m.stats[0] = tls_stats.handshakes;
+	m.stats[1] = tls_stats.handshake_failed;
+	m.stats[2] = tls_stats.bytes_in;
+	m.stats[3] = tls_stats.bytes_out;
+	if (tls_msg_send(tls_chan, &m, fd) == -1)
+		log_warn("tls: cannot pass a connection back");
+	close(fd);
+}
+
+static void
+tls_child_stats_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct tlsmsg	m;
+
+	(void)fd;
+	(void)events;
+	(void)arg;
+	tls_fill(&m, TLSMSG_STATS, 0, NULL, 0, 0, 0);
+	m.stats[0] = tls_stats.handshakes;
+	m.stats[1] = tls_stats.handshake_failed;
+	m.stats[2] = tls_stats.bytes_in;
+	m.stats[3] = tls_stats.bytes_out;
+	(void)tls_msg_send(tls_chan, &m, -1);
+}
+
+/* Child: requests from the main process (whichever binary it runs). */
+static void
+tls_child_cb(evutil_socket_t sock, short events, void *arg)
+{
+	struct tlsmsg	 m;
+	char		*err = NULL, *key, *ca;
+	int		 fd, r;
+
+	(void)events;
+	(void)arg;
+	while ((r = tls_msg_recv(sock, &m, &fd)) != 0) {
+		if (r == -1) {
+			/* The main process is gone without a successor. */
+			log_debug("tls: main process gone; exiting");
+			event_base_loopbreak(tls_base);
+			return;
+		}
+		if (r == 2) {
+			log_warnx("tls: bad message from the main process");
+			continue;
+		}
+		switch (m.type) {
+		case TLSMSG_CONFIG:
+			key = m.text + strlen(m.text) + 1;
+			ca = key + strlen(key) + 1;
+			if (m.slot >= TLS_SLOT_MAX)
+				break;
+			if (tls_configure(m.slot, m.text, key, ca, &err) ==
+			    -1) {
+				log_warnx("tls: %s", err);
+				free(err);
+				err = NULL;
+			}
+			break;
+		case TLSMSG_ACCEPT:
+		case TLSMSG_CONNECT:
+			if (fd == -1 || m.slot >= TLS_SLOT_MAX ||
+			    m.salen < sizeof(sa_family_t)) {
+				if (fd != -1)
+					close(fd);
+				break;
+			}
+			tls_start(fd, m.type == TLSMSG_ACCEPT ?
+			    tls_creds[m.slot].ctx : tls_creds[TLS_PEER].cctx,
+			    m.type == TLSMSG_ACCEPT, (struct sockaddr *)m.sa,
+			    m.salen, m.kind, m.text, m.timeout,
+			    tls_child_done);
+			fd = -1;
+			break;
+		default:
+			break;
+		}
+		if (fd != -1)
+			close(fd);
+	}
+}
+
+static void __attribute__((__noreturn__))
+tls_child_main(int chan)
+{
+	struct event	*ev, *stats;
+	struct timeval	 tv = { 5, 0 };
+	int		 fd;
+
+	/* Nothing of the main process's but the channel and stderr. */
+	if (chan != 3) {
+		if (dup2(chan, 3) == -1)
+			_exit(1);
+		chan = 3;
+	}
+	if (close_range(4, ~0U, 0) == -1) {
+		for (fd = 4; fd < 65536; fd++)
+			(void)close(fd);
+	}
+	fcntl(chan, F_SETFD, FD_CLOEXEC);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	signal(SIGUSR2, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	tls_chan = chan;
+	tls_is_child = 1;
+	if ((tls_base = event_base_new()) == NULL)
+		_exit(1);
+	ev = event_new(tls_base, chan, EV_READ | EV_PERSIST, tls_child_cb,
+	    NULL);
+	event_add(ev, NULL);
+	stats = event_new(tls_base, -1, EV_PERSIST, tls_child_stats_cb, NULL);
+	event_add(stats, &tv);
+	log_info("tls: TLS process %ld started", (long)getpid());
+	event_base_dispatch(tls_base);
+	_exit(0);
+}
+
+/*
+ * Main: fork the TLS process (once; again only if it died) and send it
+ * the credentials configured so far.  The caller then configures with
+ * tls_configure() as before: it is passed on.
+ */
+int
+tls_process_start(char **err)
+{
+	int	 sp[2];
+	pid_t	 pid;
+
+	if (tls_chan >= 0)
+		return (0);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1) {
+		xasprintf(err, "tls: socketpair: %s", strerror(errno));
+		return (-1);
+	}
+	switch ((pid = fork())) {
+	case -1:
+		xasprintf(err, "tls: fork: %s", strerror(errno));
+		close(sp[0]);
+		close(sp[1]);
+		return (-1);
+	case 0:
+		close(sp[0]);
+		tls_child_main(sp[1]);
+	default:
+		break;
+	}
+	close(sp[1]);
+	tls_adopt_channel(sp[0], pid);
+	return (0);
+}
+
+/* Main: send the credentials configured so far (a new TLS process). */
+static void
+tls_resend_config(void)
+{
+	u_int	slot;
+
+	for (slot = 0; slot < TLS_SLOT_MAX; slot++) {
+		if (tls_conf[slot][0] != NULL && *tls_conf[slot][0] != '\0')
+			tls_send_config(slot, tls_conf[slot][0],
+			    tls_conf[slot][1], tls_conf[slot][2]);
+	}
+}
+
+/* Main: the channel's descriptor, to hand to a successor (-1: none). */
+int
+tls_channel(void)
+{
+	return (tls_chan >= 0 ? tls_chan : -1);
+}
+
+/* Main: use an inherited channel (hot upgrade) or a new one. */
+void
+tls_adopt_channel(int fd, pid_t pid)
+{
+	tls_chan = fd;
+	tls_pid = pid;
+	evutil_make_socket_nonblocking(fd);
+	tls_chan_ev = event_new(server_base, fd, EV_READ | EV_PERSIST,
+	    tls_chan_cb, NULL);
+	event_add(tls_chan_ev, NULL);
+	tls_resend_config();
+}
+
+/* Main: stop using the TLS process (shutting down: it follows). */
+void
+tls_process_stop(void)
+{
+	if (tls_chan_ev != NULL)
+		event_free(tls_chan_ev);
+	tls_chan_ev = NULL;
+	if (tls_chan >= 0)
+		close(tls_chan);
+	tls_chan = -1;
+	if (tls_pid > 0) {
+		kill(tls_pid, SIGTERM);
+		(void)waitpid(tls_pid, NULL, WNOHANG);
+	}
+	tls_pid = 0;
 }

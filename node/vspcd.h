@@ -986,6 +986,12 @@ void		 tls_connect(int, const struct sockaddr *, socklen_t, u_int,
 		     const char *, u_int, void (*)(int, const struct sockaddr *,
 		     u_int, const char *));
 void		 tls_shutdown(void);
+int		 tls_process_start(char **);
+void		 tls_process_stop(void);
+int		 tls_channel(void);
+void		 tls_adopt_channel(int, pid_t);
+void		 tls_set_dispatch(void (*)(int, const struct sockaddr *, u_int,
+		     const char *));
 
 /*
  * limit.c: connections per source address and listener kind.  A

@@ -386,6 +386,81 @@ test_mutual(void **state)
 	assert_false(tls_enabled(TLS_PEER));
 }
 
+/*
+ * The TLS process: sockets go to a forked process, the handshaken plain
+ * end comes back to the registered dispatcher with its kind and the
+ * listener's name, bytes flow both ways, and the counters come back.
+ */
+static void
+test_process(void **state)
+{
+	SSL_CTX			*cctx;
+	struct bufferevent	*bev;
+	struct sockaddr_in	 sin;
+	char			*err = NULL, buf[64];
+	ssize_t			 n;
+	int			 sp[2], i;
+
+	(void)state;
+	assert_int_equal(tls_configure(TLS_SERVER, cert1, key1, NULL, &err),
+	    0);
+	assert_int_equal(tls_process_start(&err), 0);
+	assert_true(tls_channel() >= 0);
+	tls_set_dispatch(dispatch);
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
+	    sp), 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(4242);
+	sin.sin_addr.s_addr = htonl(0x0a000001);
+	plain_fd = plain_fd2 = -1;
+	plain_name[0] = '\0';
+	tls_accept(sp[0], TLS_SERVER, (struct sockaddr *)&sin, sizeof sin, 5,
+	    "vm-tls", 2, NULL);
+	/* Our copy is closed: the TLS process holds the socket now. */
+	assert_int_equal(tls_count(), 0);
+
+	cctx = SSL_CTX_new(TLS_client_method());
+	client_in = evbuffer_new();
+	client_done = 0;
+	bev = bufferevent_openssl_socket_new(server_base, sp[1],
+	    SSL_new(cctx), BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	bufferevent_setcb(bev, client_read, NULL, client_event, NULL);
+	bufferevent_enable(bev, EV_READ);
+	bufferevent_write(bev, "abc", 3);
+	for (i = 0; i < 200 && plain_fd == -1; i++)
+		event_base_loop(server_base, EVLOOP_ONCE);
+	assert_true(plain_fd >= 0);
+	assert_int_equal(plain_kind, 5);
+	assert_string_equal(plain_name, "vm-tls");
+	for (i = 0, n = -1; i < 200 && n == -1; i++) {
+		event_base_loop(server_base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		n = read(plain_fd, buf, sizeof buf);
+		if (n == -1)
+			usleep(5000);
+	}
+	assert_int_equal(n, 3);
+	assert_memory_equal(buf, "abc", 3);
+	assert_int_equal(write(plain_fd, "xyz", 3), 3);
+	for (i = 0; i < 200 && evbuffer_get_length(client_in) < 3; i++)
+		event_base_loop(server_base, EVLOOP_ONCE);
+	assert_int_equal(evbuffer_get_length(client_in), 3);
+	assert_memory_equal(evbuffer_pullup(client_in, -1), "xyz", 3);
+	assert_true(tls_stats.handshakes >= 1);
+
+	close(plain_fd);
+	for (i = 0; i < 200 && client_done != 1; i++)
+		event_base_loop(server_base, EVLOOP_ONCE);
+	assert_int_equal(client_done, 1);
+	bufferevent_free(bev);
+	evbuffer_free(client_in);
+	SSL_CTX_free(cctx);
+	tls_process_stop();
+	assert_int_equal(tls_channel(), -1);
+}
+
 int
 main(void)
 {
@@ -396,6 +471,7 @@ main(void)
 		cmocka_unit_test(test_old_protocol),
 		cmocka_unit_test(test_handshake_timeout),
 		cmocka_unit_test(test_mutual),
+		cmocka_unit_test(test_process),
 	};
 	const char	*top;
 	int		 rc;
