@@ -21,6 +21,12 @@
  * s spy, w write, f force, r [N] replay, b break, who, c continue); the
  * escape key twice sends it to the VM.  The terminal is restored on every
  * way out, signals included.
+ *
+ * Console output goes to stdout, the node's messages to stderr.  The tool
+ * keeps the stream and offset after the last byte it wrote out; when the
+ * connection drops it dials again (-c goes through the load balancer to
+ * any node) and attaches with resume, so nothing is shown twice and,
+ * while the history still holds it, nothing is missed.
  */
 
 #include <err.h>
@@ -30,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vspcd.h"
@@ -114,53 +121,170 @@ attach_send(int fd, Vspc__Ctl__Command cmd, const void *data, size_t len,
 	return (ctl_send(fd, &req));
 }
 
+/* What a session needs to resume: the stream and the next offset. */
+struct attach_pos {
+	int		 have;
+	uint64_t	 stream;
+	uint64_t	 next;		/* After the last byte shown. */
+	int		 announce;	/* Just reconnected: say so. */
+};
+
+/* A message from the node (text) on stderr, apart from the output. */
+static void
+attach_text(struct attach_pos *pos, const char *text)
+{
+	size_t	len = strlen(text);
+
+	if (pos->announce) {
+		pos->announce = 0;
+		if (*text != '[' && strchr(text, '\n') == NULL) {
+			fprintf(stderr, "\r\n[reconnected; %s]\r\n", text);
+			return;
+		}
+		fprintf(stderr, "\r\n[reconnected]\r\n");
+	}
+	if (*text == '[' || strchr(text, '\n') != NULL) {
+		fprintf(stderr, "%s%s", text, len > 0 && text[len - 1] ==
+		    '\n' ? "" : "\r\n");
+	} else
+		fprintf(stderr, "\r\n[%s]\r\n", text);
+}
+
 /*
  * Show one reply.  Returns 1 to go on, 0 when the session ended (and
  * sets *rc).
  */
 static int
-attach_reply(Vspc__Ctl__Reply *r, int *rc)
+attach_reply(Vspc__Ctl__Reply *r, struct attach_pos *pos, int *rc)
 {
-	char	*msg;
-
 	if (!r->ok) {
-		xasprintf(&msg, "\r\n[%s]\r\n", r->error);
-		attach_outs(msg);
-		free(msg);
+		fprintf(stderr, "\r\n[%s]\r\n", r->error);
 		*rc = 1;
 		return (r->more);
 	}
-	if (r->data.len > 0)
+	if (r->data.len > 0) {
+		if (pos->announce) {
+			pos->announce = 0;
+			fprintf(stderr, "\r\n[reconnected; resumed at offset "
+			    "%llu]\r\n", (unsigned long long)r->offset);
+		}
 		attach_out(r->data.data, r->data.len);
-	if (r->text != NULL && *r->text != '\0') {
-		xasprintf(&msg, "\r\n[%s]\r\n", r->text);
-		attach_outs(msg);
-		free(msg);
+		if (r->stream != 0) {
+			pos->have = 1;
+			pos->stream = r->stream;
+			pos->next = r->offset + r->data.len;
+		}
 	}
+	if (r->text != NULL && *r->text != '\0')
+		attach_text(pos, r->text);
 	if (!r->more)
 		*rc = 0;
 	return (r->more);
 }
 
-/* Attach to vm on the connected control socket fd; the exit status. */
-int
-ctl_attach(int fd, const char *vm, uint32_t mode)
+/*
+ * Ask for the console on fd, resuming where pos says if it can.  Returns
+ * the first reply, or NULL if the connection failed.
+ */
+static Vspc__Ctl__Reply *
+attach_request(int fd, const char *vm, uint32_t mode,
+    const struct attach_pos *pos)
 {
-	Vspc__Ctl__Request	 req;
+	Vspc__Ctl__Request	req;
+
+	ctl_request_init(&req, VSPC__CTL__COMMAND__ATTACH);
+	req.target = (char *)vm;
+	req.mode = mode;
+	if (pos->have) {
+		req.resume = 1;
+		req.resume_stream = pos->stream;
+		req.resume_offset = pos->next;
+	}
+	if (ctl_send(fd, &req) == -1)
+		return (NULL);
+	return (ctl_recv(fd));
+}
+
+static uint64_t
+attach_now_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/*
+ * The connection was lost: dial again (through the same address, a load
+ * balancer picks a node) with backoff from 0.1 s doubling to 2 s, for at
+ * most retry seconds.  Returns the new descriptor, attached, or -1.
+ */
+static int
+attach_reconnect(const char *vm, uint32_t mode, struct attach_pos *pos,
+    u_int retry)
+{
 	Vspc__Ctl__Reply	*r;
+	uint64_t		 deadline, now;
+	u_int			 delay = 100;
+	char			*why, *last = NULL;
+	int			 fd;
+
+	deadline = attach_now_ms() + (uint64_t)retry * 1000;
+	for (;;) {
+		now = attach_now_ms();
+		if (now >= deadline)
+			break;
+		if (now + delay > deadline)
+			delay = deadline - now;
+		poll(NULL, 0, delay);
+		delay = delay * 2 > 2000 ? 2000 : delay * 2;
+		if ((fd = ctl_dial(&why)) == -1) {
+			free(last);
+			last = why;
+			continue;
+		}
+		if ((r = attach_request(fd, vm, mode, pos)) == NULL) {
+			close(fd);
+			continue;
+		}
+		if (!r->ok) {
+			free(last);
+			last = xstrdup(r->error);
+			vspc__ctl__reply__free_unpacked(r, NULL);
+			close(fd);
+			continue;
+		}
+		vspc__ctl__reply__free_unpacked(r, NULL);
+		free(last);
+		pos->announce = 1;
+		return (fd);
+	}
+	fprintf(stderr, "\r\n[gave up reconnecting after %u seconds%s%s]\r\n",
+	    retry, last != NULL ? ": " : "", last != NULL ? last : "");
+	free(last);
+	return (-1);
+}
+
+/*
+ * Attach to vm on the connected control socket fd; the exit status.
+ * When the connection drops, reconnect for up to retry seconds (0:
+ * never) and resume after the last byte shown.
+ */
+int
+ctl_attach(int fd, const char *vm, uint32_t mode, u_int retry)
+{
+	Vspc__Ctl__Reply	*r;
+	struct attach_pos	 pos;
 	struct pollfd		 pfd[2];
 	char			 line[ATTACH_LINE_MAX], prompt[64];
 	u_char			 buf[4096], esc = ctl_escape_key;
 	size_t			 llen = 0, start;
 	ssize_t			 n, i;
-	int			 rc = 1, menu = 0, going = 1;
+	int			 rc = 1, menu = 0, going = 1, eof = 0;
 
-	ctl_request_init(&req, VSPC__CTL__COMMAND__ATTACH);
-	req.target = (char *)vm;
-	req.mode = mode;
-	if (ctl_send(fd, &req) == -1)
-		err(1, "%s", ctl_socket);
-	if ((r = ctl_recv(fd)) == NULL)
+	memset(&pos, 0, sizeof pos);
+	signal(SIGPIPE, SIG_IGN);
+	if ((r = attach_request(fd, vm, mode, &pos)) == NULL)
 		errx(1, "%s: connection closed", ctl_socket);
 	if (!r->ok) {
 		warnx("%s", r->error);
@@ -173,7 +297,7 @@ ctl_attach(int fd, const char *vm, uint32_t mode)
 	attach_make_raw();
 
 	while (going) {
-		pfd[0].fd = STDIN_FILENO;
+		pfd[0].fd = eof ? -1 : STDIN_FILENO;
 		pfd[0].events = POLLIN;
 		pfd[1].fd = fd;
 		pfd[1].events = menu ? 0 : POLLIN;
@@ -184,11 +308,25 @@ ctl_attach(int fd, const char *vm, uint32_t mode)
 		}
 		if (pfd[1].revents & (POLLIN|POLLHUP|POLLERR)) {
 			if ((r = ctl_recv(fd)) == NULL) {
-				attach_outs("\r\n[connection closed]\r\n");
-				rc = 1;
-				break;
+				close(fd);
+				if (retry == 0 || eof) {
+					fprintf(stderr, "\r\n[connection "
+					    "closed]\r\n");
+					rc = 1;
+					fd = -1;
+					break;
+				}
+				fprintf(stderr, "\r\n[connection lost; "
+				    "reconnecting]\r\n");
+				menu = 0;
+				if ((fd = attach_reconnect(vm, mode, &pos,
+				    retry)) == -1) {
+					rc = 1;
+					break;
+				}
+				continue;
 			}
-			going = attach_reply(r, &rc);
+			going = attach_reply(r, &pos, &rc);
 			vspc__ctl__reply__free_unpacked(r, NULL);
 			continue;
 		}
@@ -202,6 +340,7 @@ ctl_attach(int fd, const char *vm, uint32_t mode)
 			attach_send(fd, VSPC__CTL__COMMAND__ESCAPE, NULL, 0,
 			    "detach");
 			menu = 0;
+			eof = 1;
 			continue;
 		}
 		for (i = 0; i < n; i++) {
@@ -250,6 +389,7 @@ ctl_attach(int fd, const char *vm, uint32_t mode)
 		}
 	}
 	attach_restore();
-	close(fd);
+	if (fd != -1)
+		close(fd);
 	return (rc);
 }

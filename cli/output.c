@@ -93,6 +93,40 @@ when(int64_t t, char *buf, size_t len)
 	return (buf);
 }
 
+/*
+ * During a rolling upgrade: "versions: 0.1.0 (2), 0.2.0 (1)" over the
+ * nodes that are not down, only when they differ.
+ */
+static void
+human_versions(const Vspc__Ctl__Reply *r)
+{
+	const char	*v[64];
+	u_int		 count[64], nv = 0, j;
+	size_t		 i;
+
+	for (i = 0; i < r->n_nodes; i++) {
+		if (strcmp(r->nodes[i]->state, "down") == 0)
+			continue;
+		for (j = 0; j < nv; j++) {
+			if (strcmp(v[j], str(r->nodes[i]->version)) == 0)
+				break;
+		}
+		if (j == nv) {
+			if (nv == 64)
+				continue;
+			v[nv] = str(r->nodes[i]->version);
+			count[nv++] = 0;
+		}
+		count[j]++;
+	}
+	if (nv < 2)
+		return;
+	printf("\nversions:");
+	for (j = 0; j < nv; j++)
+		printf("%s %s (%u)", j == 0 ? "" : ",", v[j], count[j]);
+	printf("\n");
+}
+
 static void
 human_status(const Vspc__Ctl__Reply *r)
 {
@@ -120,6 +154,7 @@ human_status(const Vspc__Ctl__Reply *r)
 			vmotions += n->vmotions;
 		}
 	}
+	human_versions(r);
 	if (r->store != NULL) {
 		printf("\nstore: %s", r->store->kind);
 		if (strcmp(r->store->kind, "local") != 0) {
@@ -262,6 +297,8 @@ json_node(const Vspc__Ctl__Node *n, time_t now)
 	jkey("id", 1); jstr(n->id);
 	jkey("address", 0); jstr(n->address);
 	jkey("version", 0); jstr(n->version);
+	jkey("pid", 0); printf("%u", n->pid);
+	jkey("handoff", 0); printf("%u", n->handoff);
 	jkey("state", 0); jstr(n->state);
 	jkey("started", 0); printf("%lld", (long long)n->started);
 	jkey("uptime", 0);

@@ -17,21 +17,29 @@
 /*
  * vspcctl: talk to a vspcd node's control socket.
  *
- *	vspcctl [-j] [-f file] [-s socket] command [arguments]
+ *	vspcctl [-j] [-c host:port] [-f file] [-s socket] command [arguments]
  *
  * The socket is -s, else [control] socket of the configuration file (-f,
- * default the one vspcd reads).  Each command sends one Request and
- * prints the Reply (or the stream of them) with the chosen output.
+ * default the one vspcd reads); -c HOST:PORT (or $VSPCCTL_CONNECT) talks
+ * to a node's [control] listen over TCP instead.  Each command sends one
+ * Request and prints the Reply (or the stream of them) with the chosen
+ * output.
  */
 
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <err.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "vspcd.h"
@@ -41,7 +49,10 @@
 
 const struct ctl_output	*ctl_out = &ctl_output_human;
 const char		*ctl_socket;
+const char		*ctl_connect_addr;
 int			 ctl_escape_key = CTL_ESCAPE_DEFAULT;
+static const char	*ctl_user;		/* -u: log in over TCP. */
+static char		*ctl_password;
 
 static int	cmd_cluster_status(const struct ctl_cmd *, int, char **);
 static int	cmd_vm_list(const struct ctl_cmd *, int, char **);
@@ -51,7 +62,9 @@ static int	cmd_disconnect(const struct ctl_cmd *, int, char **);
 static int	cmd_attach(const struct ctl_cmd *, int, char **);
 static int	cmd_log(const struct ctl_cmd *, int, char **);
 static int	cmd_drain(const struct ctl_cmd *, int, char **);
+static int	cmd_node_upgrade(const struct ctl_cmd *, int, char **);
 static int	cmd_reload(const struct ctl_cmd *, int, char **);
+static int	cmd_tls(const struct ctl_cmd *, int, char **);
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "cluster status", "", 0, 0, cmd_cluster_status },
@@ -59,12 +72,16 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "vm show", "VM", 1, 1, cmd_vm_show },
 	{ "who", "[VM]", 0, 1, cmd_who },
 	{ "disconnect", "VM | [NODE:]ID", 1, 1, cmd_disconnect },
-	{ "attach", "VM [--ro | --spy | --force | --exclusive]", 1, 2,
-	    cmd_attach },
+	{ "attach", "VM [--ro | --spy | --force | --exclusive] "
+	    "[--retry SECONDS]", 1, 4, cmd_attach },
 	{ "log", "VM [--follow] [--lines N]", 1, 4, cmd_log },
 	{ "node drain", "[NODE]", 0, 1, cmd_drain },
 	{ "node undrain", "[NODE]", 0, 1, cmd_drain },
+	{ "node upgrade", "[NODE] [--binary PATH]", 0, 3, cmd_node_upgrade },
+	{ "cluster upgrade", "--binary PATH [--timeout S]", 2, 4,
+	    ctl_cluster_upgrade },
 	{ "reload", "[NODE]", 0, 1, cmd_reload },
+	{ "tls", "", 0, 0, cmd_tls },
 };
 
 static void __attribute__((__noreturn__))
@@ -72,30 +89,183 @@ usage(void)
 {
 	size_t	i;
 
-	fprintf(stderr, "usage: vspcctl [-j] [-e key] [-f file] "
-	    "[-s socket] command [arguments]\ncommands:\n");
+	fprintf(stderr, "usage: vspcctl [-j] [-c host:port] [-e key] "
+	    "[-f file] [-s socket] [-u user] command [arguments]\n"
+	    "commands:\n");
 	for (i = 0; i < sizeof ctl_cmds / sizeof ctl_cmds[0]; i++)
 		fprintf(stderr, "\t%s %s\n", ctl_cmds[i].name,
 		    ctl_cmds[i].usage);
 	exit(2);
 }
 
-/* Connect to the control socket. */
+/* Connect to HOST:PORT, [HOST]:PORT or HOST (port 13375). */
+static int
+ctl_dial_tcp(const char *addr, char **why)
+{
+	struct addrinfo	 hints, *res, *ai;
+	char		*host, *port, *p;
+	int		 fd = -1, e, one = 1, saved = 0;
+
+	host = xstrdup(addr);
+	port = NULL;
+	if (*host == '[' && (p = strchr(host, ']')) != NULL) {
+		*p = '\0';
+		if (p[1] == ':')
+			port = p + 2;
+		memmove(host, host + 1, strlen(host + 1) + 1);
+	} else if ((p = strrchr(host, ':')) != NULL &&
+	    strchr(host, ':') == p) {
+		*p = '\0';
+		port = p + 1;
+	}
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if ((e = getaddrinfo(host, port != NULL && *port != '\0' ? port :
+	    "13375", &hints, &res)) != 0) {
+		xasprintf(why, "%s: %s", addr, gai_strerror(e));
+		free(host);
+		return (-1);
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype|SOCK_CLOEXEC,
+		    ai->ai_protocol);
+		if (fd == -1) {
+			saved = errno;
+			continue;
+		}
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		saved = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	free(host);
+	if (fd == -1) {
+		xasprintf(why, "%s: %s", addr, strerror(saved));
+		return (-1);
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	return (fd);
+}
+
+/*
+ * The password for -u: $VSPCCTL_PASSWORD, else asked on /dev/tty without
+ * echo.  Asked once per run (attach --retry dials again).
+ */
+static const char *
+ctl_get_password(void)
+{
+	struct termios	 t, saved;
+	char		 buf[512], *p;
+	ssize_t		 n;
+	size_t		 len = 0;
+	int		 fd;
+
+	if (ctl_password != NULL)
+		return (ctl_password);
+	if ((p = getenv("VSPCCTL_PASSWORD")) != NULL) {
+		ctl_password = xstrdup(p);
+		return (ctl_password);
+	}
+	if ((fd = open("/dev/tty", O_RDWR|O_CLOEXEC)) == -1)
+		errx(1, "-u %s: no terminal to ask the password on; set "
+		    "VSPCCTL_PASSWORD", ctl_user);
+	(void)write(fd, "password: ", 10);
+	if (tcgetattr(fd, &saved) == 0) {
+		t = saved;
+		t.c_lflag &= ~(ECHO|ECHONL);
+		(void)tcsetattr(fd, TCSAFLUSH, &t);
+	}
+	while (len < sizeof buf - 1) {
+		n = read(fd, buf + len, 1);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0 || buf[len] == '\n' || buf[len] == '\r')
+			break;
+		len++;
+	}
+	buf[len] = '\0';
+	(void)tcsetattr(fd, TCSAFLUSH, &saved);
+	(void)write(fd, "\n", 1);
+	close(fd);
+	ctl_password = xstrdup(buf);
+	explicit_bzero(buf, sizeof buf);
+	return (ctl_password);
+}
+
+/* LOGIN on a fresh TCP connection (-u).  Returns -1 and why on failure. */
+static int
+ctl_login(int fd, char **why)
+{
+	Vspc__Ctl__Request	 req;
+	Vspc__Ctl__Reply	*r;
+	int			 rc = 0;
+
+	ctl_request_init(&req, VSPC__CTL__COMMAND__LOGIN);
+	req.user = (char *)ctl_user;
+	req.password = (char *)ctl_get_password();
+	if (ctl_send(fd, &req) == -1 || (r = ctl_recv(fd)) == NULL) {
+		xasprintf(why, "%s: connection closed during login",
+		    ctl_connect_addr);
+		return (-1);
+	}
+	if (!r->ok) {
+		xasprintf(why, "%s: %s", ctl_connect_addr, r->error);
+		rc = -1;
+	}
+	vspc__ctl__reply__free_unpacked(r, NULL);
+	return (rc);
+}
+
+/*
+ * Connect to the node: over TCP with -c, else to the control socket.
+ * Returns -1 and why on failure.
+ */
 int
-ctl_connect(void)
+ctl_dial(char **why)
 {
 	struct sockaddr_un	sun;
 	int			fd;
 
+	if (ctl_connect_addr != NULL) {
+		if ((fd = ctl_dial_tcp(ctl_connect_addr, why)) == -1)
+			return (-1);
+		if (ctl_user != NULL && ctl_login(fd, why) == -1) {
+			close(fd);
+			return (-1);
+		}
+		return (fd);
+	}
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
-	if (strlen(ctl_socket) >= sizeof sun.sun_path)
-		errx(1, "%s: path too long", ctl_socket);
+	if (strlen(ctl_socket) >= sizeof sun.sun_path) {
+		xasprintf(why, "%s: path too long", ctl_socket);
+		return (-1);
+	}
 	memcpy(sun.sun_path, ctl_socket, strlen(ctl_socket));
-	if ((fd = socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0)) == -1)
-		err(1, "socket");
-	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1)
-		err(1, "%s", ctl_socket);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0)) == -1) {
+		xasprintf(why, "socket: %s", strerror(errno));
+		return (-1);
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		xasprintf(why, "%s: %s", ctl_socket, strerror(errno));
+		close(fd);
+		return (-1);
+	}
+	return (fd);
+}
+
+/* Connect to the node, or exit. */
+int
+ctl_connect(void)
+{
+	char	*why;
+	int	 fd;
+
+	if ((fd = ctl_dial(&why)) == -1)
+		errx(1, "%s", why);
 	return (fd);
 }
 
@@ -218,6 +388,22 @@ ctl_simple(Vspc__Ctl__Request *req,
 	return (rc);
 }
 
+static void
+print_text(const Vspc__Ctl__Reply *r)
+{
+	if (r->text != NULL && *r->text != '\0')
+		printf("%s\n", r->text);
+}
+
+static int
+cmd_tls(const struct ctl_cmd *cmd, int argc, char **argv)
+{
+	Vspc__Ctl__Request	req;
+
+	ctl_request_init(&req, VSPC__CTL__COMMAND__TLS);
+	return (ctl_simple(&req, print_text));
+}
+
 static int
 cmd_cluster_status(const struct ctl_cmd *cmd, int argc, char **argv)
 {
@@ -279,6 +465,36 @@ cmd_drain(const struct ctl_cmd *cmd, int argc, char **argv)
 	return (ctl_simple(&req, ctl_out->message));
 }
 
+/*
+ * Hot upgrade of one node (the answering one without NODE): it starts
+ * PATH (default: the binary it runs) and hands everything over.
+ */
+static int
+cmd_node_upgrade(const struct ctl_cmd *cmd, int argc, char **argv)
+{
+	Vspc__Ctl__Request	req;
+	char			abs[PATH_MAX];
+	int			i;
+
+	ctl_request_init(&req, VSPC__CTL__COMMAND__UPGRADE);
+	/* A relative path means the same to the local node as here. */
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--binary") == 0 && i + 1 < argc)
+			req.arg = argv[++i];
+		else if (strncmp(argv[i], "--binary=", 9) == 0)
+			req.arg = argv[i] + 9;
+		else if (argv[i][0] != '-' && req.node == NULL)
+			req.node = argv[i];
+		else
+			errx(1, "usage: vspcctl node upgrade [NODE] "
+			    "[--binary PATH]");
+	}
+	if (req.arg != NULL && req.arg[0] != '/' && req.node == NULL &&
+	    realpath(req.arg, abs) != NULL)
+		req.arg = abs;
+	return (ctl_simple(&req, ctl_out->message));
+}
+
 static int
 cmd_reload(const struct ctl_cmd *cmd, int argc, char **argv)
 {
@@ -294,11 +510,24 @@ static int
 cmd_attach(const struct ctl_cmd *cmd, int argc, char **argv)
 {
 	uint32_t	 mode = ATTACH_DEFAULT;
-	const char	*vm = NULL;
+	const char	*vm = NULL, *arg;
+	char		*ep;
+	u_long		 retry = CTL_RETRY_DEFAULT;
 	int		 i;
 
 	for (i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--ro") == 0)
+		arg = NULL;
+		if (strcmp(argv[i], "--retry") == 0 && i + 1 < argc)
+			arg = argv[++i];
+		else if (strncmp(argv[i], "--retry=", 8) == 0)
+			arg = argv[i] + 8;
+		if (arg != NULL) {
+			errno = 0;
+			retry = strtoul(arg, &ep, 10);
+			if (*arg == '\0' || *ep != '\0' || errno != 0 ||
+			    retry > 86400)
+				errx(2, "--retry %s: seconds, 0 to 86400", arg);
+		} else if (strcmp(argv[i], "--ro") == 0)
 			mode = ATTACH_RO;
 		else if (strcmp(argv[i], "--spy") == 0)
 			mode = ATTACH_SPY;
@@ -313,7 +542,7 @@ cmd_attach(const struct ctl_cmd *cmd, int argc, char **argv)
 	}
 	if (vm == NULL)
 		usage();
-	return (ctl_attach(ctl_connect(), vm, mode));
+	return (ctl_attach(ctl_connect(), vm, mode, retry));
 }
 
 static int
@@ -405,12 +634,15 @@ main(int argc, char **argv)
 	const struct ctl_cmd	*cmd;
 	struct config		*conf;
 	const char		*file = NULL;
-	char			*cerr;
+	char			*cerr, *p;
 	int			 ch, used, rc;
 
 	log_init(1, 0);
-	while ((ch = getopt(argc, argv, "+e:f:js:")) != -1) {
+	while ((ch = getopt(argc, argv, "+c:e:f:js:u:")) != -1) {
 		switch (ch) {
+		case 'u':
+			ctl_user = optarg;
+			break;
 		case 'e':
 			if (optarg[0] == '^' && optarg[1] != '\0')
 				ctl_escape_key = optarg[1] & 0x1f;
@@ -418,6 +650,9 @@ main(int argc, char **argv)
 				ctl_escape_key = (u_char)optarg[0];
 			else
 				errx(2, "-e %s: one key, or ^X", optarg);
+			break;
+		case 'c':
+			ctl_connect_addr = optarg;
 			break;
 		case 'f':
 			file = optarg;
@@ -436,6 +671,11 @@ main(int argc, char **argv)
 	argv += optind;
 	if (argc == 0)
 		usage();
+	if (ctl_connect_addr == NULL && ctl_socket == NULL &&
+	    (p = getenv("VSPCCTL_CONNECT")) != NULL && *p != '\0')
+		ctl_connect_addr = p;
+	if (ctl_connect_addr != NULL)
+		ctl_socket = ctl_connect_addr;
 	if ((cmd = ctl_find(argc, argv, &used)) == NULL) {
 		warnx("unknown command: %s", argv[0]);
 		usage();

@@ -29,6 +29,7 @@
 #include "proto/control.pb-c.h"
 
 #define CTL_ESCAPE_DEFAULT	0x1d	/* ^] */
+#define CTL_RETRY_DEFAULT	60	/* attach --retry, seconds. */
 
 struct ctl_cmd;
 
@@ -55,16 +56,22 @@ extern const struct ctl_output	 ctl_output_human;
 extern const struct ctl_output	 ctl_output_json;
 extern const struct ctl_output	*ctl_out;
 extern const char		*ctl_socket;
+extern const char		*ctl_connect_addr;	/* -c HOST:PORT */
 extern int			 ctl_escape_key;
 
 /* vspcctl.c */
 int			 ctl_connect(void);
+int			 ctl_dial(char **);
 int			 ctl_send(int, Vspc__Ctl__Request *);
 Vspc__Ctl__Reply	*ctl_recv(int);
 void			 ctl_request_init(Vspc__Ctl__Request *,
 			     Vspc__Ctl__Command);
 
+/* upgrade.c */
+int			 ctl_cluster_upgrade(const struct ctl_cmd *, int,
+			     char **);
+
 /* attach.c */
-int			 ctl_attach(int, const char *, uint32_t);
+int			 ctl_attach(int, const char *, uint32_t, unsigned int);
 
 #endif /* VSPCCTL_H */

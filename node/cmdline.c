@@ -23,14 +23,28 @@
  * The node does the echo and line editing itself (WILL ECHO, WILL SGA),
  * so telnet clients run character at a time.  Console output is paused
  * while the escape prompt is open and resumes from where it stopped.
+ *
+ * With [console] users_file, a person logs in first ("login: ", then
+ * "password: ", which is not echoed: the node has WILL ECHO and does not
+ * echo it).  The password is checked on auth.c's worker thread; the
+ * answer finds the person again by client ID, since they may have left
+ * meanwhile.  Wrong password, unknown user and locked user get the same
+ * answer; after login_attempts failures, or login_timeout without a
+ * login, the connection is closed.  Once logged in, the users file's
+ * rules decide per console: read-write, read-only (attached read-only
+ * whatever was asked, typing discarded with a notice) or nothing (not
+ * listed, attach refused).  Without users_file everyone may do
+ * everything: for loopback or a trusted network only.
  */
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vspcd.h"
+#include "proto/handoff.pb-c.h"
 
 #define CMDLINE_MAX	256
 
@@ -39,6 +53,9 @@ enum cmdline_state {
 	CMDLINE_ATTACHED,	/* Bytes go to the VM. */
 	CMDLINE_MENU,		/* Escape prompt open. */
 	CMDLINE_WAIT,		/* Waiting for another node's answer. */
+	CMDLINE_LOGIN,		/* Asking the user name. */
+	CMDLINE_PASSWORD,	/* Asking the password (not echoed). */
+	CMDLINE_AUTHWAIT,	/* Password being checked. */
 	CMDLINE_STATE_MAX
 };
 
@@ -47,6 +64,11 @@ struct cmdline {
 	char			 line[CMDLINE_MAX];
 	size_t			 len;
 	int			 last_cr;
+	u_int			 attempts;	/* Failed logins. */
+	int			 ro;		/* Read-only on its console. */
+	time_t			 ro_notice;	/* Last "input discarded". */
+	char			*login;		/* Name typed at "login: ". */
+	struct event		*login_timer;
 };
 
 static void	cmdline_input(struct client *, const u_char *, size_t);
@@ -96,6 +118,133 @@ cmdline_prompt(struct client *c)
 	client_printf(c, "console (name, UUID or prefix; ? lists): ");
 }
 
+/*
+ * What the person may do with a console: everything without a users
+ * file, else what its rules say.
+ */
+static enum auth_access
+cmdline_access(struct client *c, struct console *con)
+{
+	char	uuid[UUID_STRLEN + 1];
+
+	if (server_auth == NULL)
+		return (AUTH_RW);
+	if (c->user == NULL)
+		return (AUTH_NONE);
+	uuid_format(con->uuid, uuid);
+	return (auth_console_access(server_auth, c->user, con->name,
+	    con->key, uuid));
+}
+
+static void
+cmdline_login_timeout_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct client	*c = arg;
+	struct cmdline	*cl = c->proto_data;
+
+	log_warnx("client %u %s: no login within %u seconds; closing", c->id,
+	    c->addr, server_conf->console_login_timeout);
+	if (cl != NULL)
+		cl->state = CMDLINE_LOGIN;
+	client_printf(c, "\r\nlogin timed out\r\n");
+	client_close(c, "login timed out");
+}
+
+/* Ask for a login, and (re)arm the login timer. */
+static void
+cmdline_login_prompt(struct client *c, int arm)
+{
+	struct cmdline	*cl = c->proto_data;
+	struct timeval	 tv;
+
+	cl->state = CMDLINE_LOGIN;
+	cl->len = 0;
+	if (arm) {
+		if (cl->login_timer == NULL)
+			cl->login_timer = evtimer_new(server_base,
+			    cmdline_login_timeout_cb, c);
+		tv.tv_sec = server_conf->console_login_timeout;
+		tv.tv_usec = 0;
+		evtimer_add(cl->login_timer, &tv);
+	}
+	client_printf(c, "login: ");
+}
+
+/* The worker's answer about a password (the person may be gone). */
+static void
+cmdline_auth_done(u_int id, int ok)
+{
+	struct client	*c;
+	struct cmdline	*cl;
+
+	if ((c = client_find(id)) == NULL || c->proto != &cmdline_proto ||
+	    (c->flags & (CLIENT_DEAD|CLIENT_CLOSING)) ||
+	    (cl = c->proto_data) == NULL || cl->state != CMDLINE_AUTHWAIT)
+		return;
+	if (ok) {
+		if (cl->login_timer != NULL)
+			evtimer_del(cl->login_timer);
+		free(c->user);
+		c->user = cl->login;
+		cl->login = NULL;
+		log_info("client %u %s: user %s logged in", c->id, c->addr,
+		    c->user);
+		client_printf(c, "welcome, %s\r\n", c->user);
+		cl->state = CMDLINE_SELECT;
+		cmdline_prompt(c);
+		return;
+	}
+	server_stats.login_failed++;
+	cl->attempts++;
+	log_warnx("client %u %s: login refused for \"%s\" (attempt %u of %u)",
+	    c->id, c->addr, cl->login, cl->attempts,
+	    server_conf->console_login_attempts);
+	free(cl->login);
+	cl->login = NULL;
+	client_printf(c, "Login incorrect\r\n");
+	if (cl->attempts >= server_conf->console_login_attempts) {
+		client_printf(c, "too many failed logins\r\n");
+		client_close(c, "too many failed logins");
+		return;
+	}
+	cmdline_login_prompt(c, 0);
+}
+
+/* A line typed at "login: " or "password: ". */
+static void
+cmdline_login_line(struct client *c, char *line)
+{
+	struct cmdline	*cl = c->proto_data;
+	char		*err = NULL;
+	size_t		 len;
+
+	if (cl->state == CMDLINE_LOGIN) {
+		while (isspace((u_char)*line))
+			line++;
+		len = strlen(line);
+		while (len > 0 && isspace((u_char)line[len - 1]))
+			line[--len] = '\0';
+		if (len == 0) {
+			client_printf(c, "login: ");
+			return;
+		}
+		free(cl->login);
+		cl->login = xstrdup(line);
+		cl->state = CMDLINE_PASSWORD;
+		client_printf(c, "password: ");
+		return;
+	}
+	/* The password. */
+	if (auth_refresh(&server_auth, &err) == -1) {
+		log_warnx("users file: %s; the old rules stay", err);
+		free(err);
+	}
+	cl->state = CMDLINE_AUTHWAIT;
+	auth_verify(server_auth, cl->login != NULL ? cl->login : "", line,
+	    c->id, cmdline_auth_done);
+	explicit_bzero(line, strlen(line));
+}
+
 static const char *
 cmdline_escape_name(void)
 {
@@ -119,6 +268,7 @@ cmdline_accept(int fd, const struct sockaddr *sa)
 	c = client_create(fd, CLIENT_CONSOLE, &cmdline_proto, sa);
 	cl = xcalloc(1, sizeof *cl);
 	c->proto_data = cl;
+	cl->state = server_auth != NULL ? CMDLINE_LOGIN : CMDLINE_SELECT;
 	c->flags |= CLIENT_ESCAPE;
 	telnet_init(&c->tn, &cmdline_telnet_ops, c,
 	    TELNET_MASK(TOI_ECHO)|TELNET_MASK(TOI_SGA)|TELNET_MASK(TOI_BINARY),
@@ -131,12 +281,23 @@ cmdline_accept(int fd, const struct sockaddr *sa)
 	log_debug("client %u %s: console port connection", c->id, c->addr);
 	client_printf(c, "vspcd %s (node %s); escape key is %s\r\n",
 	    VSPCD_VERSION, server_conf->node_id, cmdline_escape_name());
-	cmdline_prompt(c);
+	if (cl->state == CMDLINE_LOGIN)
+		cmdline_login_prompt(c, 1);
+	else
+		cmdline_prompt(c);
 }
 
 static void
 cmdline_free(struct client *c)
 {
+	struct cmdline	*cl = c->proto_data;
+
+	if (cl != NULL) {
+		if (cl->login_timer != NULL)
+			event_free(cl->login_timer);
+		free(cl->login);
+		explicit_bzero(cl->line, sizeof cl->line);
+	}
 	free(c->proto_data);
 	c->proto_data = NULL;
 }
@@ -173,6 +334,8 @@ cmdline_list(struct client *c)
 	client_printf(c, "%-24s %-44s %-12s %-12s %s\r\n", "NAME", "CONSOLE",
 	    "STATE", "NODE", "PEOPLE");
 	TAILQ_FOREACH(con, &all_consoles, gentry) {
+		if (cmdline_access(c, con) == AUTH_NONE)
+			continue;
 		w = s = 0;
 		TAILQ_FOREACH(o, &con->clients, centry) {
 			if (o->flags & CLIENT_WRITE)
@@ -252,6 +415,31 @@ cmdline_select(struct client *c, char *line)
 		free(err);
 		cmdline_prompt(c);
 		return;
+	}
+	cl->ro = 0;
+	switch (cmdline_access(c, con)) {
+	case AUTH_NONE:
+		log_warnx("client %u %s@%s: attach to %s refused: no access",
+		    c->id, c->user != NULL ? c->user : "-", c->addr, con->key);
+		client_printf(c, "permission denied\r\n");
+		cmdline_prompt(c);
+		return;
+	case AUTH_RO:
+		if (mode == ATTACH_FORCE || mode == ATTACH_EXCLUSIVE) {
+			log_warnx("client %u %s@%s: %s attach to %s refused: "
+			    "read-only access", c->id, c->user, c->addr,
+			    mode == ATTACH_FORCE ? "forced" : "exclusive",
+			    con->key);
+			client_printf(c, "permission denied: read-only "
+			    "access\r\n");
+			cmdline_prompt(c);
+			return;
+		}
+		mode = ATTACH_RO;
+		cl->ro = 1;
+		break;
+	case AUTH_RW:
+		break;
 	}
 	cl->state = CMDLINE_WAIT;
 	r = console_attach(con, c, mode);
@@ -370,6 +558,17 @@ cmdline_menu(struct client *c, char *line)
 	while (isspace((u_char)*arg))
 		arg++;
 	cmd = strsep(&arg, " \t");
+	if (cl->ro && (strcmp(cmd, "w") == 0 || strcmp(cmd, "write") == 0 ||
+	    strcmp(cmd, "s") == 0 || strcmp(cmd, "spy") == 0 ||
+	    strcmp(cmd, "a") == 0 || strcmp(cmd, "attach") == 0 ||
+	    strcmp(cmd, "f") == 0 || strcmp(cmd, "force") == 0 ||
+	    strcmp(cmd, "b") == 0 || strcmp(cmd, "break") == 0)) {
+		log_warnx("client %u %s@%s: \"%s\" on %s refused: read-only "
+		    "access", c->id, c->user, c->addr, cmd, con->key);
+		client_printf(c, "[permission denied: read-only access]\r\n");
+		cmdline_stream(c);
+		return;
+	}
 	if (cluster_client_forwarded(c) && cmdline_menu_remote(c, cmd, arg))
 		return;
 	if (*cmd == '\0' || strcmp(cmd, "c") == 0 ||
@@ -443,10 +642,15 @@ cmdline_edit(struct client *c, u_char ch)
 		memcpy(line, cl->line, cl->len);
 		line[cl->len] = '\0';
 		cl->len = 0;
+		explicit_bzero(cl->line, sizeof cl->line);
 		if (cl->state == CMDLINE_MENU)
 			cmdline_menu(c, line);
+		else if (cl->state == CMDLINE_LOGIN ||
+		    cl->state == CMDLINE_PASSWORD)
+			cmdline_login_line(c, line);
 		else
 			cmdline_select(c, line);
+		explicit_bzero(line, sizeof line);
 		return;
 	}
 	cl->last_cr = 0;
@@ -455,7 +659,8 @@ cmdline_edit(struct client *c, u_char ch)
 	if (ch == 0x7f || ch == 0x08) {
 		if (cl->len > 0) {
 			cl->len--;
-			client_write(c, "\b \b", 3);
+			if (cl->state != CMDLINE_PASSWORD)
+				client_write(c, "\b \b", 3);
 		}
 		return;
 	}
@@ -472,14 +677,50 @@ cmdline_edit(struct client *c, u_char ch)
 	if (ch == 0x15) {			/* ^U */
 		while (cl->len > 0) {
 			cl->len--;
-			client_write(c, "\b \b", 3);
+			if (cl->state != CMDLINE_PASSWORD)
+				client_write(c, "\b \b", 3);
 		}
 		return;
 	}
 	if (ch < 0x20 || cl->len >= CMDLINE_MAX - 1)
 		return;
 	cl->line[cl->len++] = ch;
-	client_write(c, &ch, 1);
+	/* WILL ECHO is on: a password typed is shown by nobody. */
+	if (cl->state != CMDLINE_PASSWORD)
+		client_write(c, &ch, 1);
+}
+
+/*
+ * Typing on a console the person may only watch: discarded and counted,
+ * with a notice at most every ten seconds; the escape key still works.
+ */
+static void
+cmdline_ro_input(struct client *c, const u_char *buf, size_t len)
+{
+	struct cmdline	*cl = c->proto_data;
+	const u_char	*esc;
+	size_t		 n;
+
+	esc = memchr(buf, server_conf->console_escape, len);
+	n = esc != NULL ? (size_t)(esc - buf) : len;
+	if (n > 0) {
+		server_stats.readonly_dropped += n;
+		if (server_now - cl->ro_notice >= 10) {
+			cl->ro_notice = server_now;
+			client_printf(c, "\r\n[-- read-only access: input "
+			    "discarded --]\r\n");
+		}
+	}
+	if (esc == NULL)
+		return;
+	cl->state = CMDLINE_MENU;
+	cl->len = 0;
+	c->flags &= ~CLIENT_STREAM;
+	client_printf(c, "\r\n[%s]> ", c->console != NULL ?
+	    (c->console->name != NULL ? c->console->name : c->console->key) :
+	    "vspc");
+	if (n + 1 < len)
+		cmdline_tn_data(c, esc + 1, len - n - 1);
 }
 
 static void
@@ -494,7 +735,7 @@ cmdline_tn_data(void *arg, const u_char *buf, size_t len)
 	while (i < len) {
 		if (c->flags & (CLIENT_DEAD|CLIENT_CLOSING))
 			return;
-		if (cl->state == CMDLINE_WAIT)
+		if (cl->state == CMDLINE_WAIT || cl->state == CMDLINE_AUTHWAIT)
 			return;		/* Typed before the answer: dropped. */
 		if (cl->state != CMDLINE_ATTACHED) {
 			if (cl->state == CMDLINE_MENU && cl->len == 0 &&
@@ -515,6 +756,10 @@ cmdline_tn_data(void *arg, const u_char *buf, size_t len)
 		 * BINARY from the client, telnet sends CR NUL for a bare
 		 * carriage return: drop the NUL.
 		 */
+		if (cl->ro) {
+			cmdline_ro_input(c, buf + i, len - i);
+			return;
+		}
 		binary = telnet_enabled(&c->tn, TELOPT_BINARY, 1);
 		start = i;
 		for (; i < len; i++) {
@@ -577,4 +822,74 @@ static void
 cmdline_tn_output(void *arg, const u_char *buf, size_t len)
 {
 	client_write(arg, buf, len);
+}
+
+/* Hot upgrade: the person's prompt, menu state and partial line. */
+size_t
+cmdline_handoff_pack(struct client *c, uint8_t **out)
+{
+	struct cmdline		*cl = c->proto_data;
+	Vspc__Handoff__Cmdline	 m = VSPC__HANDOFF__CMDLINE__INIT;
+	uint64_t		 extra[2];
+	size_t			 len;
+
+	if (cl == NULL) {
+		*out = NULL;
+		return (0);
+	}
+	m.state = cl->state;
+	m.line.data = (uint8_t *)cl->line;
+	m.line.len = cl->len;
+	m.flags = cl->last_cr;
+	/* extra: read-only access, failed logins. */
+	extra[0] = cl->ro;
+	extra[1] = cl->attempts;
+	m.extra = extra;
+	m.n_extra = 2;
+	len = vspc__handoff__cmdline__get_packed_size(&m);
+	*out = xmalloc(len + 1);
+	vspc__handoff__cmdline__pack(&m, *out);
+	return (len);
+}
+
+/* Hot upgrade: rebuild a console-port person's state. */
+int
+cmdline_handoff_unpack(struct client *c, const uint8_t *data, size_t len)
+{
+	Vspc__Handoff__Cmdline	*m;
+	struct cmdline		*cl;
+	struct timeval		 tv;
+
+	if ((m = vspc__handoff__cmdline__unpack(NULL, len, data)) == NULL)
+		return (-1);
+	cl = xcalloc(1, sizeof *cl);
+	cl->state = m->state < CMDLINE_STATE_MAX ? m->state : CMDLINE_SELECT;
+	cl->len = m->line.len < sizeof cl->line ? m->line.len :
+	    sizeof cl->line - 1;
+	if (cl->len != 0)
+		memcpy(cl->line, m->line.data, cl->len);
+	cl->last_cr = m->flags;
+	if (m->n_extra >= 2) {
+		cl->ro = m->extra[0] != 0;
+		cl->attempts = m->extra[1];
+	}
+	c->proto_data = cl;
+	/*
+	 * Logging in: the name typed and a password being checked are not
+	 * handed over; the next line counts as a failed attempt and the
+	 * person is asked again, with a new login_timeout.
+	 */
+	if (cl->state == CMDLINE_LOGIN || cl->state == CMDLINE_PASSWORD ||
+	    cl->state == CMDLINE_AUTHWAIT) {
+		if (cl->state != CMDLINE_LOGIN)
+			cl->state = CMDLINE_PASSWORD;
+		cl->login_timer = evtimer_new(server_base,
+		    cmdline_login_timeout_cb, c);
+		tv.tv_sec = server_conf->console_login_timeout;
+		tv.tv_usec = 0;
+		evtimer_add(cl->login_timer, &tv);
+	}
+	telnet_init(&c->tn, &cmdline_telnet_ops, c, 0, 0, 512);
+	vspc__handoff__cmdline__free_unpacked(m, NULL);
+	return (0);
 }

@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "vspcd.h"
+#include "proto/handoff.pb-c.h"
 
 #ifndef nitems
 #define nitems(a)	(sizeof (a) / sizeof ((a)[0]))
@@ -760,4 +761,75 @@ static void
 compat_tn_output(void *arg, const u_char *buf, size_t len)
 {
 	client_write(arg, buf, len);
+}
+
+/*
+ * Hot upgrade: the phase, the pickle bytes not parsed yet and the
+ * answers given so far.  A client still being detected starts its
+ * detection time again.
+ */
+size_t
+compat_handoff_pack(struct client *c, uint8_t **out)
+{
+	struct compat		*cp = c->proto_data;
+	Vspc__Handoff__Compat	 m = VSPC__HANDOFF__COMPAT__INIT;
+	uint64_t		 extra[3];
+	size_t			 len;
+
+	if (cp == NULL) {
+		*out = NULL;
+		return (0);
+	}
+	m.state = cp->phase;
+	if (cp->in != NULL) {
+		m.flags |= 1;
+		handoff_evbuffer_bytes(cp->in, &m.in);
+	}
+	if (cp->vm != NULL) {
+		m.flags |= 2;
+		m.raw.data = (uint8_t *)cp->vm;
+		m.raw.len = strlen(cp->vm);
+	}
+	extra[0] = cp->list;
+	extra[1] = (uint64_t)(int64_t)cp->lock;
+	extra[2] = cp->pending;
+	m.extra = extra;
+	m.n_extra = 3;
+	len = vspc__handoff__compat__get_packed_size(&m);
+	*out = xmalloc(len + 1);
+	vspc__handoff__compat__pack(&m, *out);
+	free(m.in.data);
+	return (len);
+}
+
+/* Hot upgrade: rebuild a compatibility-port client's state. */
+int
+compat_handoff_unpack(struct client *c, const uint8_t *data, size_t len)
+{
+	Vspc__Handoff__Compat	*m;
+	struct compat		*cp;
+	struct timeval		 tv = { 0, COMPAT_DETECT_MS * 1000 };
+
+	if ((m = vspc__handoff__compat__unpack(NULL, len, data)) == NULL)
+		return (-1);
+	cp = xcalloc(1, sizeof *cp);
+	cp->phase = m->state < COMPAT_PHASE_MAX ? m->state : COMPAT_DONE;
+	cp->timer = evtimer_new(server_base, compat_detect_cb, c);
+	if (cp->phase == COMPAT_DETECT)
+		evtimer_add(cp->timer, &tv);
+	if (m->flags & 1) {
+		cp->in = evbuffer_new();
+		evbuffer_add(cp->in, m->in.data, m->in.len);
+	}
+	if (m->flags & 2)
+		cp->vm = xstrndup((const char *)m->raw.data, m->raw.len);
+	if (m->n_extra >= 3) {
+		cp->list = m->extra[0];
+		cp->lock = (int)(int64_t)m->extra[1];
+		cp->pending = m->extra[2];
+	}
+	c->proto_data = cp;
+	telnet_init(&c->tn, &compat_telnet_ops, c, 0, 0, COMPAT_SB_MAX);
+	vspc__handoff__compat__free_unpacked(m, NULL);
+	return (0);
 }

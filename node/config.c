@@ -122,9 +122,23 @@ static const struct config_key config_keys[] = {
 	    "24h" },
 	{ "vm", "max_connections", CONFIG_UINT, CF(vm_max_connections), 0,
 	    0, 10000000, 0, "0" },
+	{ "vm", "max_per_source", CONFIG_UINT, CF(vm_max_per_source), 0,
+	    0, 10000000, 0, "0" },
 
 	{ "console", "listen", CONFIG_LISTEN, CF(console_listen),
 	    VSPC_PORT_CONSOLE, 0, 0, 0, "127.0.0.1:13372" },
+	{ "console", "tls_listen", CONFIG_LISTEN, CF(console_tls_listen),
+	    13376, 0, 0, 0, "" },
+	{ "console", "allow", CONFIG_ACL, CF(console_allow_text),
+	    CF(console_allow), 0, 0, 0, "0.0.0.0/0, ::/0" },
+	{ "console", "max_connections", CONFIG_UINT,
+	    CF(console_max_connections), 0, 0, 10000000, 0, "256" },
+	{ "console", "max_per_source", CONFIG_UINT,
+	    CF(console_max_per_source), 0, 0, 10000000, 0, "16" },
+	{ "console", "login_timeout", CONFIG_TIME, CF(console_login_timeout),
+	    0, 1, 3600, 0, "60" },
+	{ "console", "login_attempts", CONFIG_UINT,
+	    CF(console_login_attempts), 0, 1, 100, 0, "3" },
 	{ "console", "replay_lines", CONFIG_UINT, CF(console_replay_lines),
 	    0, 0, 10000, 0, "20" },
 	{ "console", "history", CONFIG_SIZE, CF(console_history), 0,
@@ -144,6 +158,12 @@ static const struct config_key config_keys[] = {
 
 	{ "compat", "listen", CONFIG_LISTEN, CF(compat_listen),
 	    VSPC_PORT_COMPAT, 0, 0, 0, "127.0.0.1:13371" },
+	{ "compat", "allow", CONFIG_ACL, CF(compat_allow_text),
+	    CF(compat_allow), 0, 0, 0, "0.0.0.0/0, ::/0" },
+	{ "compat", "max_connections", CONFIG_UINT,
+	    CF(compat_max_connections), 0, 0, 10000000, 0, "64" },
+	{ "compat", "max_per_source", CONFIG_UINT,
+	    CF(compat_max_per_source), 0, 0, 10000000, 0, "16" },
 
 	{ "log", "dir", CONFIG_STR, CF(log_dir), 0, 0, 0, 0,
 	    "/var/log/vspcd/consoles" },
@@ -185,12 +205,24 @@ static const struct config_key config_keys[] = {
 	    1, 3600, 0, "5" },
 	{ "cluster", "peer_frame_max", CONFIG_SIZE, CF(cluster_peer_frame_max),
 	    0, 64 * KSIZE, GSIZE, 0, "8M" },
+	{ "cluster", "peer_allow", CONFIG_ACL, CF(cluster_peer_allow_text),
+	    CF(cluster_peer_allow), 0, 0, 0, "0.0.0.0/0, ::/0" },
+	{ "cluster", "tls_cert", CONFIG_STR, CF(cluster_tls_cert), 0, 0, 0, 0,
+	    "" },
+	{ "cluster", "tls_key", CONFIG_STR, CF(cluster_tls_key), 0, 0, 0, 0,
+	    "" },
+	{ "cluster", "tls_ca", CONFIG_STR, CF(cluster_tls_ca), 0, 0, 0, 0,
+	    "" },
 
 	{ "http", "listen", CONFIG_LISTEN, CF(http_listen), 13374,
 	    0, 0, 0, "127.0.0.1:13374" },
+	{ "http", "allow", CONFIG_ACL, CF(http_allow_text), CF(http_allow),
+	    0, 0, 0, "0.0.0.0/0, ::/0" },
 
 	{ "control", "socket", CONFIG_STR, CF(control_socket), 0, 0, 0, 0,
 	    "/run/vspcd/control.sock" },
+	{ "control", "listen", CONFIG_LISTEN, CF(control_listen), 13375,
+	    0, 0, 0, "" },
 };
 #define NKEYS	nitems(config_keys)
 
@@ -199,8 +231,10 @@ static const char *config_listeners[][2] = {
 	{ "vm", "listen" },
 	{ "vm", "tls_listen" },
 	{ "console", "listen" },
+	{ "console", "tls_listen" },
 	{ "compat", "listen" },
 	{ "http", "listen" },
+	{ "control", "listen" },
 };
 
 /* State of one file being read. */
@@ -1357,19 +1391,23 @@ config_check(struct config *conf, char **err)
 		*err = xstrdup("[vm] tls_listen: needs tls_cert and tls_key");
 		return (-1);
 	}
-	/*
-	 * Refuse what this version cannot honour rather than run without
-	 * the protection the administrator asked for.
-	 */
-	if (*conf->vm_tls_listen != '\0') {
-		*err = xstrdup("[vm] tls_listen: this version of vspcd does "
-		    "not serve telnets; leave it empty");
+	if (*conf->console_tls_listen != '\0' &&
+	    (*conf->vm_tls_cert == '\0' || *conf->vm_tls_key == '\0')) {
+		*err = xstrdup("[console] tls_listen: needs [vm] tls_cert and "
+		    "tls_key (one certificate for both)");
 		return (-1);
 	}
-	if (*conf->console_users_file != '\0') {
-		*err = xstrdup("[console] users_file: this version of vspcd "
-		    "has no console logins; leave it empty and keep the "
-		    "console port on a trusted address");
+	if ((*conf->vm_tls_cert == '\0') != (*conf->vm_tls_key == '\0')) {
+		*err = xstrdup("[vm] tls_cert and tls_key: set both or "
+		    "neither");
+		return (-1);
+	}
+	if ((*conf->cluster_tls_cert == '\0') !=
+	    (*conf->cluster_tls_key == '\0') ||
+	    (*conf->cluster_tls_cert == '\0') !=
+	    (*conf->cluster_tls_ca == '\0')) {
+		*err = xstrdup("[cluster] tls_cert, tls_key and tls_ca: peer "
+		    "link mutual TLS needs all three (or none)");
 		return (-1);
 	}
 

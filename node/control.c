@@ -35,15 +35,37 @@
  * stuck people, forwarding to the console's node) works as for the
  * console port.  Keys typed (INPUT) go to the console directly, in order
  * with the escape commands.
+ *
+ * Every attach Reply with data says which stream its bytes belong to and
+ * the offset of the first one, so that a tool can resume after the last
+ * byte it showed (ATTACH with resume).  To tell stream bytes from
+ * messages on the socketpair, the client escapes 0xff in console output
+ * (CLIENT_ESCAPE) and messages of this file come framed as IAC SB ...
+ * IAC SE; they become Reply.text.  The offsets are anchored on what the
+ * client code itself knows (its offset in the history, or the forwarded
+ * channel's next offset) each time the pair has been read dry.
+ *
+ * [control] listen opens the same protocol on TCP, with the PROXY
+ * protocol from [vm] proxy_protocol_from.  With [console] users_file a
+ * TCP connection must LOGIN first (checked like the console port's
+ * logins, on auth.c's worker); it may then attach as the users file's
+ * rules allow, and run the admin commands only with the admin role.
+ * Without a users file TCP connections may attach and read, never run
+ * admin commands.  The Unix sockets are governed by their file
+ * permissions (the read-only one refuses every change).
  */
 
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +78,7 @@
 #include "store.h"
 #include "proto/vspc.pb-c.h"
 #include "proto/control.pb-c.h"
+#include "proto/handoff.pb-c.h"
 
 #define CTL_FRAME_MAX		(1024 * 1024)
 #define CTL_OUT_HIGH		(1024 * 1024)	/* Pause the attach stream. */
@@ -64,6 +87,7 @@
 #define CTL_RELAY_TIMEOUT	10		/* Seconds. */
 #define CTL_LOG_TAIL_MAX	(4 * 1024 * 1024)
 #define CTL_LOG_LINES		20
+#define CTL_TCP_PORT		13375		/* [control] listen. */
 
 struct ctl_conn {
 	u_int			 id;
@@ -74,6 +98,22 @@ struct ctl_conn {
 	int			 attaching;
 	char			*user;
 	pid_t			 pid;
+	int			 tcp;		/* [control] listen. */
+	char			*login;		/* TCP: the user logged in. */
+	char			*pending;	/* TCP: login being checked. */
+	u_int			 attempts;	/* TCP: failed logins. */
+	int			 ro_console;	/* Attached read-only (rules). */
+
+	/* The attach stream (ctl_pair_read). */
+	int			 pstate;	/* enum ctl_pstate */
+	struct evbuffer		*msg;		/* Message so far. */
+	uint64_t		 stream;	/* Stream of next. */
+	uint64_t		 next;		/* Next data byte. */
+	uint64_t		 skipped;	/* c->skipped already seen. */
+	int			 resume;	/* ATTACH resumes... */
+	uint64_t		 resume_stream;
+	uint64_t		 resume_off;	/* ...at this offset. */
+	int			 resuming;	/* A skip means lost. */
 	TAILQ_ENTRY(ctl_conn)	 entry;
 };
 TAILQ_HEAD(ctl_conns, ctl_conn);
@@ -113,6 +153,8 @@ struct ctl_listener {
 };
 
 static struct ctl_listener	 ctl_listeners[2];
+static struct evconnlistener	**ctl_tcp;	/* [control] listen. */
+static u_int			 ctl_ntcp;
 static struct ctl_conns		 ctl_conns = TAILQ_HEAD_INITIALIZER(ctl_conns);
 static struct ctl_relays	 ctl_relays = TAILQ_HEAD_INITIALIZER(ctl_relays);
 static struct ctl_follows	 ctl_follows =
@@ -125,6 +167,7 @@ static char			**ctl_known;	/* Nodes ever seen. */
 static u_int			 ctl_nknown;
 
 static void	ctl_conn_free(struct ctl_conn *);
+static void	ctl_upgrade(struct ctl_sink *, Vspc__Ctl__Request *);
 static void	ctl_dispatch(struct ctl_sink *, struct ctl_conn *,
 		    Vspc__Ctl__Request *, int);
 static void	ctl_client_input(struct client *, const u_char *, size_t);
@@ -132,6 +175,9 @@ static void	ctl_client_notice(struct client *, const char *);
 static void	ctl_client_free(struct client *);
 static void	ctl_client_attached(struct client *, enum attach_result,
 		    const char *);
+static void	ctl_frame_begin(struct client *);
+static void	ctl_frame_end(struct client *);
+static void	ctl_attach_position(struct ctl_conn *, struct client *);
 
 static const struct client_proto ctl_client_proto = {
 	"ctl",
@@ -702,6 +748,8 @@ ctl_self_node(Vspc__Ctl__Node *n)
 	n->id = server_conf->node_id;
 	n->address = (char *)"";
 	n->version = (char *)VSPCD_VERSION;
+	n->pid = getpid();
+	n->handoff = HANDOFF_VERSION;
 	n->state = (char *)(server_draining ? "draining" : "active");
 	n->started = ctl_started;
 	n->heartbeat = server_now;
@@ -999,29 +1047,458 @@ ctl_log(struct ctl_sink *s, Vspc__Ctl__Request *req)
 
 /* Attaching: the connection becomes a person. */
 
+/*
+ * What comes out of an attached client's socketpair: stream bytes (0xff
+ * doubled) and messages framed as IAC SB ... IAC SE.
+ */
+enum ctl_pstate {
+	CTL_PS_DATA,
+	CTL_PS_DATA_IAC,	/* 0xff in output: doubled, or a frame. */
+	CTL_PS_MSG,
+	CTL_PS_MSG_IAC
+};
+
+/* A piece of that output, in order. */
+struct ctl_seg {
+	int		 text;		/* A message, not output. */
+	u_char		*buf;
+	size_t		 len;
+	uint64_t	 off;		/* Stream offset of buf[0]. */
+	uint64_t	 stream;
+	int		 placed;
+};
+
+struct ctl_segs {
+	struct ctl_seg	*v;
+	u_int		 n;
+	u_int		 size;
+};
+
+static void
+ctl_segs_push(struct ctl_segs *ss, int text, const u_char *buf, size_t len)
+{
+	struct ctl_seg	*sg;
+
+	if (len == 0)
+		return;
+	if (ss->n == ss->size) {
+		ss->size = ss->size * 2 + 8;
+		ss->v = xreallocarray(ss->v, ss->size, sizeof *ss->v);
+	}
+	sg = &ss->v[ss->n++];
+	memset(sg, 0, sizeof *sg);
+	sg->text = text;
+	sg->len = len;
+	sg->buf = xmalloc(len + 1);
+	memcpy(sg->buf, buf, len);
+	sg->buf[len] = '\0';
+}
+
+static void
+ctl_segs_take(struct ctl_segs *ss, int text, struct evbuffer *from)
+{
+	size_t	len = evbuffer_get_length(from);
+
+	ctl_segs_push(ss, text, evbuffer_pullup(from, len), len);
+	evbuffer_drain(from, len);
+}
+
+static void
+ctl_segs_free(struct ctl_segs *ss)
+{
+	u_int	i;
+
+	for (i = 0; i < ss->n; i++)
+		free(ss->v[i].buf);
+	free(ss->v);
+	memset(ss, 0, sizeof *ss);
+}
+
+/* Frame a message to an attached tool (see ctl_pair_parse). */
+static void
+ctl_frame_begin(struct client *c)
+{
+	static const u_char	sb[2] = { TEL_IAC, TEL_SB };
+
+	client_write(c, sb, sizeof sb);
+}
+
+static void
+ctl_frame_end(struct client *c)
+{
+	static const u_char	se[2] = { TEL_IAC, TEL_SE };
+
+	client_write(c, se, sizeof se);
+}
+
+/* Split bytes read from the pair into stream bytes and messages. */
+static void
+ctl_pair_parse(struct ctl_conn *cc, struct evbuffer *in, struct ctl_segs *ss)
+{
+	static const u_char	 iac = TEL_IAC;
+	struct evbuffer		*data, *dst;
+	u_char			*p, *end, *q, b;
+	size_t			 len;
+
+	data = evbuffer_new();
+	if (cc->msg == NULL)
+		cc->msg = evbuffer_new();
+	while ((len = evbuffer_get_length(in)) > 0) {
+		if (len > CTL_CHUNK)
+			len = CTL_CHUNK;
+		p = evbuffer_pullup(in, len);
+		end = p + len;
+		while (p < end) {
+			switch (cc->pstate) {
+			case CTL_PS_DATA:
+			case CTL_PS_MSG:
+				dst = cc->pstate == CTL_PS_DATA ? data :
+				    cc->msg;
+				if ((q = memchr(p, TEL_IAC, end - p)) == NULL)
+					q = end;
+				evbuffer_add(dst, p, q - p);
+				p = q;
+				if (p < end) {
+					cc->pstate++;
+					p++;
+				}
+				break;
+			case CTL_PS_DATA_IAC:
+				b = *p++;
+				cc->pstate = CTL_PS_DATA;
+				if (b == TEL_SB) {
+					ctl_segs_take(ss, 0, data);
+					cc->pstate = CTL_PS_MSG;
+					break;
+				}
+				evbuffer_add(data, &iac, 1);
+				if (b != TEL_IAC)
+					evbuffer_add(data, &b, 1);
+				break;
+			case CTL_PS_MSG_IAC:
+				b = *p++;
+				cc->pstate = CTL_PS_MSG;
+				if (b == TEL_SE) {
+					ctl_segs_take(ss, 1, cc->msg);
+					cc->pstate = CTL_PS_DATA;
+					break;
+				}
+				evbuffer_add(cc->msg, &iac, 1);
+				if (b != TEL_IAC)
+					evbuffer_add(cc->msg, &b, 1);
+				break;
+			}
+		}
+		evbuffer_drain(in, len);
+	}
+	ctl_segs_take(ss, 0, data);
+	evbuffer_free(data);
+}
+
+/*
+ * The client's own "N bytes skipped" marker (client.c) is not framed:
+ * when its skip count moved, take the markers out of the stream bytes.
+ */
+static void
+ctl_segs_skips(struct ctl_segs *ss)
+{
+	static const char	 pre[] = "\r\n[-- ";
+	static const char	 post[] = " bytes skipped --]\r\n";
+	struct ctl_segs		 out;
+	struct ctl_seg		*sg;
+	u_char			*p, *end, *m, *d;
+	char			 text[64];
+	u_int			 i;
+
+	memset(&out, 0, sizeof out);
+	for (i = 0; i < ss->n; i++) {
+		sg = &ss->v[i];
+		if (sg->text) {
+			ctl_segs_push(&out, 1, sg->buf, sg->len);
+			continue;
+		}
+		p = sg->buf;
+		end = p + sg->len;
+		while ((m = memmem(p, end - p, pre, sizeof pre - 1)) != NULL) {
+			d = m + sizeof pre - 1;
+			while (d < end && *d >= '0' && *d <= '9')
+				d++;
+			if (d == m + sizeof pre - 1 || (size_t)(end - d) <
+			    sizeof post - 1 || memcmp(d, post,
+			    sizeof post - 1) != 0) {
+				ctl_segs_push(&out, 0, p, d - p);
+				p = d;
+				continue;
+			}
+			ctl_segs_push(&out, 0, p, m - p);
+			snprintf(text, sizeof text, "%.*s bytes skipped",
+			    (int)(d - m - (sizeof pre - 1)),
+			    (char *)m + sizeof pre - 1);
+			ctl_segs_push(&out, 1, (u_char *)text, strlen(text));
+			p = d + sizeof post - 1;
+		}
+		ctl_segs_push(&out, 0, p, end - p);
+	}
+	ctl_segs_free(ss);
+	*ss = out;
+}
+
+/*
+ * Where the client's stream stands once the pair was read dry: the
+ * stream and offset after the last stream byte that came out of it.
+ * -1 when that cannot be known now (bytes still queued in the client).
+ */
+static int
+ctl_client_position(struct ctl_conn *cc, struct client *c, uint64_t *stream,
+    uint64_t *off)
+{
+	struct console	*con = c->console;
+
+	if (con == NULL || (c->flags & CLIENT_DEAD))
+		return (-1);
+	if (cluster_client_forwarded(c)) {
+		if ((c->out != NULL && evbuffer_get_length(c->out) != 0) ||
+		    cc->pstate == CTL_PS_DATA_IAC)
+			return (-1);
+		return (cluster_fwd_position(c, stream, off));
+	}
+	if (con->flags & CONSOLE_REMOTE)
+		return (-1);
+	*stream = c->stream != 0 ? c->stream : con->stream;
+	*off = c->off;
+	/* A 0xff whose double is not written yet is not out yet. */
+	if ((c->flags & CLIENT_PENDING_IAC) && *off > 0)
+		(*off)--;
+	return (0);
+}
+
+/*
+ * Give the stream pieces their offsets: backwards from the client's
+ * position when it is known (skips and unframed messages then cost
+ * nothing), else on from the last one sent.
+ */
+static void
+ctl_segs_place(struct ctl_conn *cc, struct ctl_segs *ss, int known,
+    uint64_t stream, uint64_t end)
+{
+	struct ctl_seg	*sg;
+	uint64_t	 next = cc->next;
+	int		 i;
+
+	for (i = (int)ss->n - 1; known && i >= 0; i--) {
+		sg = &ss->v[i];
+		if (sg->text) {
+			if (stream != cc->stream)
+				break;
+			continue;
+		}
+		if (sg->len > end)
+			break;
+		end -= sg->len;
+		sg->off = end;
+		sg->stream = stream;
+		sg->placed = 1;
+	}
+	for (i = 0; i < (int)ss->n; i++) {
+		sg = &ss->v[i];
+		if (sg->text || sg->placed)
+			continue;
+		sg->off = next;
+		sg->stream = cc->stream;
+		next += sg->len;
+	}
+}
+
+static int
+ctl_send_text(struct ctl_sink *s, const char *text)
+{
+	Vspc__Ctl__Reply	 r = VSPC__CTL__REPLY__INIT;
+	char			*copy;
+	u_char			*p;
+	int			 rc;
+
+	/* A proto3 string: keep it ASCII. */
+	copy = xstrdup(text);
+	for (p = (u_char *)copy; *p != '\0'; p++) {
+		if (*p >= 0x80)
+			*p = '?';
+	}
+	r.ok = 1;
+	r.more = 1;
+	r.text = copy;
+	rc = ctl_send(s, &r);
+	free(copy);
+	return (rc);
+}
+
+/* Send the pieces read from the pair to the tool, in order. */
+static void
+ctl_segs_send(struct ctl_conn *cc, struct ctl_segs *ss, int known,
+    uint64_t stream, uint64_t end)
+{
+	Vspc__Ctl__Reply	 r;
+	struct ctl_sink		 s;
+	struct ctl_seg		*sg;
+	unsigned long long	 n;
+	char			*text;
+	size_t			 done, len;
+	u_int			 i;
+
+	memset(&s, 0, sizeof s);
+	s.conn = cc->id;
+	for (i = 0; i < ss->n; i++) {
+		sg = &ss->v[i];
+		if (sg->text) {
+			if (cc->resuming && sscanf((char *)sg->buf,
+			    "%llu bytes skipped", &n) == 1) {
+				xasprintf(&text, "%llu bytes are no longer in "
+				    "the history", n);
+				ctl_send_text(&s, text);
+				free(text);
+			} else
+				ctl_send_text(&s, (char *)sg->buf);
+			continue;
+		}
+		if (cc->stream != 0 && sg->stream != cc->stream)
+			ctl_send_text(&s, "stream changed: output from the new "
+			    "start");
+		for (done = 0; done < sg->len; done += len) {
+			len = sg->len - done;
+			if (len > CTL_CHUNK)
+				len = CTL_CHUNK;
+			vspc__ctl__reply__init(&r);
+			r.ok = 1;
+			r.more = 1;
+			r.data.data = sg->buf + done;
+			r.data.len = len;
+			r.stream = sg->stream;
+			r.offset = sg->off + done;
+			ctl_send(&s, &r);
+		}
+		cc->stream = sg->stream;
+		cc->next = sg->off + sg->len;
+		cc->resuming = 0;
+	}
+	if (known) {
+		if (cc->stream != 0 && stream != cc->stream)
+			ctl_send_text(&s, "stream changed: output from the new "
+			    "start");
+		cc->stream = stream;
+		cc->next = end;
+	}
+}
+
 static void
 ctl_pair_read(struct bufferevent *bev, void *arg)
 {
 	struct ctl_conn		*cc = arg;
 	struct evbuffer		*in = bufferevent_get_input(bev);
-	struct ctl_sink		 s;
-	Vspc__Ctl__Reply	 r;
-	u_char			 buf[CTL_CHUNK];
-	int			 n;
+	struct evbuffer		*out = bufferevent_get_output(cc->bev);
+	struct ctl_segs		 ss;
+	struct client		*c = cc->c;
+	uint64_t		 stream = 0, end = 0;
+	int			 n, dry = 0, known = 0, more = 0;
+
+	/*
+	 * Read the pair dry, so that everything the client wrote is here
+	 * and its position describes the end of it.
+	 */
+	for (;;) {
+		if (evbuffer_get_length(out) > CTL_OUT_HIGH)
+			break;
+		n = evbuffer_read(in, bufferevent_getfd(bev), CTL_CHUNK);
+		if (n == 0 || (n == -1 && (errno == EAGAIN ||
+		    errno == EWOULDBLOCK))) {
+			dry = 1;
+			break;
+		}
+		if (n == -1 && errno != EINTR)
+			break;
+		if (evbuffer_get_length(in) > 4 * CTL_CHUNK) {
+			more = 1;
+			break;
+		}
+	}
+	memset(&ss, 0, sizeof ss);
+	ctl_pair_parse(cc, in, &ss);
+	if (c != NULL && c->skipped != cc->skipped) {
+		ctl_segs_skips(&ss);
+		cc->skipped = c->skipped;
+	}
+	if (dry && c != NULL &&
+	    ctl_client_position(cc, c, &stream, &end) == 0)
+		known = 1;
+	ctl_segs_place(cc, &ss, known, stream, end);
+	ctl_segs_send(cc, &ss, known, stream, end);
+	ctl_segs_free(&ss);
+	if (evbuffer_get_length(out) > CTL_OUT_HIGH)
+		bufferevent_disable(cc->pair, EV_READ);
+	else if (more)
+		bufferevent_trigger(cc->pair, EV_READ,
+		    BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
+ * An attach succeeded: where the stream starts for the tool, and, when
+ * it asked to resume, whether it can.
+ */
+static void
+ctl_attach_position(struct ctl_conn *cc, struct client *c)
+{
+	struct console	*con = c->console;
+	struct ctl_sink	 s;
+	uint64_t	 stream = 0, off = 0, start;
+	char		*text = NULL;
 
 	memset(&s, 0, sizeof s);
 	s.conn = cc->id;
-	while ((n = evbuffer_remove(in, buf, sizeof buf)) > 0) {
-		vspc__ctl__reply__init(&r);
-		r.ok = 1;
-		r.more = 1;
-		r.data.data = buf;
-		r.data.len = n;
-		ctl_send(&s, &r);
+	cc->skipped = c->skipped;
+	if (con == NULL)
+		return;
+	if (cluster_client_forwarded(c)) {
+		/* The owner placed it (proto/PROTOCOL, Attach). */
+		if (cluster_fwd_position(c, &stream, &off) == -1)
+			stream = off = 0;
+		if (cc->resume && stream != cc->resume_stream)
+			text = xstrdup("stream changed: output from the new "
+			    "start");
+		else if (cc->resume) {
+			xasprintf(&text, "resumed at offset %llu",
+			    (unsigned long long)off);
+			cc->resuming = 1;
+		}
+	} else {
+		stream = c->stream != 0 ? c->stream : con->stream;
+		start = ring_start(&con->history);
+		off = c->off;
+		if (!cc->resume)
+			;
+		else if (stream == cc->resume_stream &&
+		    cc->resume_off >= start &&
+		    cc->resume_off <= con->history.end) {
+			off = cc->resume_off;
+			xasprintf(&text, "resumed at offset %llu",
+			    (unsigned long long)off);
+		} else if (stream == cc->resume_stream &&
+		    cc->resume_off < start) {
+			xasprintf(&text, "%llu bytes are no longer in the "
+			    "history", (unsigned long long)(start -
+			    cc->resume_off));
+			off = start;
+		} else {
+			text = xstrdup("stream changed: output from the new "
+			    "start");
+			off = start;
+		}
+		c->off = off;
 	}
-	if (evbuffer_get_length(bufferevent_get_output(cc->bev)) >
-	    CTL_OUT_HIGH)
-		bufferevent_disable(cc->pair, EV_READ);
+	cc->stream = stream;
+	cc->next = off;
+	if (text != NULL) {
+		log_info("control: client %u: %s", c->id, text);
+		ctl_send_text(&s, text);
+		free(text);
+	}
 }
 
 static void
@@ -1067,7 +1544,9 @@ ctl_client_input(struct client *c, const u_char *buf, size_t len)
 static void
 ctl_client_notice(struct client *c, const char *msg)
 {
-	client_printf(c, "\r\n[-- %s --]\r\n", msg);
+	ctl_frame_begin(c);
+	client_write(c, msg, strlen(msg));
+	ctl_frame_end(c);
 }
 
 static void
@@ -1120,6 +1599,7 @@ ctl_client_attached(struct client *c, enum attach_result r, const char *why)
 	rep.text = text;
 	ctl_send(&s, &rep);
 	free(text);
+	ctl_attach_position(cc, c);
 	c->flags |= CLIENT_STREAM;
 	client_flush(c);
 }
@@ -1160,6 +1640,31 @@ ctl_attach(struct ctl_sink *s, struct ctl_conn *cc, Vspc__Ctl__Request *req)
 	}
 	if (ctl_lookup(s, req->target, &con) == -1)
 		return;
+	cc->ro_console = 0;
+	if (cc->tcp && server_auth != NULL) {
+		char	uuid[UUID_STRLEN + 1];
+
+		uuid_format(con->uuid, uuid);
+		switch (auth_console_access(server_auth, cc->login, con->name,
+		    con->key, uuid)) {
+		case AUTH_NONE:
+			log_warnx("control: %s@%s: attach to %s refused: no "
+			    "access", cc->login, cc->user, con->key);
+			ctl_error(s, "permission denied");
+			return;
+		case AUTH_RO:
+			if (mode == ATTACH_FORCE || mode == ATTACH_EXCLUSIVE) {
+				ctl_error(s, "permission denied: read-only "
+				    "access");
+				return;
+			}
+			mode = ATTACH_RO;
+			cc->ro_console = 1;
+			break;
+		case AUTH_RW:
+			break;
+		}
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1) {
 		ctl_error(s, "socketpair: %s", strerror(errno));
 		return;
@@ -1170,8 +1675,22 @@ ctl_attach(struct ctl_sink *s, struct ctl_conn *cc, Vspc__Ctl__Request *req)
 	evutil_make_socket_closeonexec(sv[1]);
 	c = client_create(sv[0], CLIENT_CONSOLE, &ctl_client_proto, NULL);
 	c->proto_data = cc;
-	snprintf(c->addr, sizeof c->addr, "control[%ld]", (long)cc->pid);
-	c->user = xstrdup(cc->user != NULL ? cc->user : "-");
+	/* 0xff doubled in output: messages are framed (ctl_pair_read). */
+	c->flags |= CLIENT_ESCAPE;
+	if (cc->tcp)
+		snprintf(c->addr, sizeof c->addr, "%s", cc->user);
+	else
+		snprintf(c->addr, sizeof c->addr, "control[%ld]",
+		    (long)cc->pid);
+	c->user = xstrdup(cc->login != NULL ? cc->login : cc->user != NULL ?
+	    cc->user : "-");
+	cc->pstate = CTL_PS_DATA;
+	if (cc->msg != NULL)
+		evbuffer_drain(cc->msg, evbuffer_get_length(cc->msg));
+	cc->resuming = 0;
+	cc->resume = req->resume;
+	cc->resume_stream = req->resume_stream;
+	cc->resume_off = req->resume_offset;
 	cc->c = c;
 	cc->pair = bufferevent_socket_new(server_base, sv[1],
 	    BEV_OPT_CLOSE_ON_FREE);
@@ -1180,7 +1699,11 @@ ctl_attach(struct ctl_sink *s, struct ctl_conn *cc, Vspc__Ctl__Request *req)
 	log_info("control: client %u (%s) attaching to %s", c->id, c->user,
 	    con->key);
 	cc->attaching = 1;
-	r = console_attach(con, c, mode);
+	if (req->resume && (con->flags & CONSOLE_REMOTE))
+		r = cluster_attach_at(con, c, mode, req->resume_stream,
+		    req->resume_offset);
+	else
+		r = console_attach(con, c, mode);
 	if (r == ATTACH_PENDING)
 		return;
 	ctl_client_attached(c, r, NULL);
@@ -1215,11 +1738,15 @@ ctl_escape(struct ctl_conn *cc, const char *line)
 		arg++;
 	cmd = strsep(&arg, " \t");
 	fwd = cluster_client_forwarded(c);
-	if (cc->readonly && (strcmp(cmd, "w") == 0 ||
+	ctl_frame_begin(c);
+	if ((cc->readonly || cc->ro_console) && (strcmp(cmd, "w") == 0 ||
 	    strcmp(cmd, "write") == 0 || strcmp(cmd, "f") == 0 ||
 	    strcmp(cmd, "force") == 0 || strcmp(cmd, "b") == 0 ||
-	    strcmp(cmd, "break") == 0)) {
-		client_printf(c, "[read-only control socket]\r\n");
+	    strcmp(cmd, "break") == 0 || (cc->ro_console &&
+	    (strcmp(cmd, "s") == 0 || strcmp(cmd, "spy") == 0)))) {
+		client_printf(c, cc->ro_console ? "[permission denied: "
+		    "read-only access]\r\n" : "[read-only control "
+		    "socket]\r\n");
 	} else if (*cmd == '\0' || strcmp(cmd, "c") == 0 ||
 	    strcmp(cmd, "continue") == 0) {
 		client_printf(c, "[continue]\r\n");
@@ -1282,6 +1809,8 @@ ctl_escape(struct ctl_conn *cc, const char *line)
 		client_printf(c, "[unknown command \"%s\"]\r\n", cmd);
 	if (rc == -1)
 		client_printf(c, "[the console's node cannot be reached]\r\n");
+	if (cc->c == c)
+		ctl_frame_end(c);
 	free(copy);
 }
 
@@ -1301,6 +1830,112 @@ ctl_changes(Vspc__Ctl__Request *req)
 	}
 }
 
+/* The worker's answer to a LOGIN (the connection may be gone). */
+static void
+ctl_login_done(u_int id, int ok)
+{
+	struct ctl_conn	*cc;
+	struct ctl_sink	 s;
+	Vspc__Ctl__Reply rep = VSPC__CTL__REPLY__INIT;
+	char		*text;
+
+	if ((cc = ctl_conn_find(id)) == NULL || cc->pending == NULL)
+		return;
+	memset(&s, 0, sizeof s);
+	s.conn = id;
+	if (!ok) {
+		server_stats.login_failed++;
+		cc->attempts++;
+		log_warnx("control: connection %u from %s: login refused for "
+		    "\"%s\" (attempt %u of %u)", cc->id, cc->user, cc->pending,
+		    cc->attempts, server_conf->console_login_attempts);
+		free(cc->pending);
+		cc->pending = NULL;
+		ctl_error(&s, "Login incorrect");
+		return;
+	}
+	cc->login = cc->pending;
+	cc->pending = NULL;
+	log_info("control: connection %u from %s: user %s logged in%s",
+	    cc->id, cc->user, cc->login, auth_is_admin(server_auth,
+	    cc->login) ? " (admin)" : "");
+	xasprintf(&text, "logged in as %s", cc->login);
+	rep.version = CTL_PROTOCOL;
+	rep.ok = 1;
+	rep.text = text;
+	ctl_send(&s, &rep);
+	free(text);
+}
+
+/* LOGIN on a TCP connection, with a users file. */
+static void
+ctl_login(struct ctl_sink *s, struct ctl_conn *cc, Vspc__Ctl__Request *req)
+{
+	Vspc__Ctl__Reply rep = VSPC__CTL__REPLY__INIT;
+	char		*err = NULL;
+
+	if (cc == NULL || !cc->tcp || server_auth == NULL || cc->login) {
+		rep.version = CTL_PROTOCOL;
+		rep.ok = 1;
+		rep.text = cc != NULL && cc->login != NULL ? cc->login :
+		    (char *)"no login needed";
+		ctl_send(s, &rep);
+		return;
+	}
+	if (cc->pending != NULL) {
+		ctl_error(s, "a login is being checked");
+		return;
+	}
+	if (cc->attempts >= server_conf->console_login_attempts) {
+		ctl_error(s, "too many failed logins");
+		return;
+	}
+	if (auth_refresh(&server_auth, &err) == -1) {
+		log_warnx("users file: %s; the old rules stay", err);
+		free(err);
+	}
+	cc->pending = xstrdup(req->user != NULL ? req->user : "");
+	auth_verify(server_auth, cc->pending, req->password != NULL ?
+	    req->password : "", cc->id, ctl_login_done);
+}
+
+/* TLS: the certificates' thumbprints (vSphere pins the telnets one). */
+static void
+ctl_tls(struct ctl_sink *s)
+{
+	Vspc__Ctl__Reply rep = VSPC__CTL__REPLY__INIT;
+	const char	*a, *b;
+	char		*text;
+
+	a = tls_thumbprint(TLS_SERVER);
+	b = tls_thumbprint(TLS_PEER);
+	xasprintf(&text, "telnets certificate SHA-1 thumbprint: %s\n"
+	    "peer link certificate SHA-1 thumbprint: %s",
+	    a != NULL ? a : "none (no [vm] tls_cert)",
+	    b != NULL ? b : "none (no [cluster] tls_cert)");
+	rep.version = CTL_PROTOCOL;
+	rep.ok = 1;
+	rep.text = text;
+	ctl_send(s, &rep);
+	free(text);
+}
+
+/* Commands for the operator only: over TCP, only with the admin role. */
+static int
+ctl_admin(Vspc__Ctl__Request *req)
+{
+	switch (req->command) {
+	case VSPC__CTL__COMMAND__DISCONNECT:
+	case VSPC__CTL__COMMAND__DRAIN:
+	case VSPC__CTL__COMMAND__UNDRAIN:
+	case VSPC__CTL__COMMAND__RELOAD:
+	case VSPC__CTL__COMMAND__UPGRADE:
+		return (1);
+	default:
+		return (0);
+	}
+}
+
 static void
 ctl_dispatch(struct ctl_sink *s, struct ctl_conn *cc, Vspc__Ctl__Request *req,
     int readonly)
@@ -1313,6 +1948,31 @@ ctl_dispatch(struct ctl_sink *s, struct ctl_conn *cc, Vspc__Ctl__Request *req,
 	if (readonly && ctl_changes(req)) {
 		ctl_error(s, "read-only control socket: command refused");
 		return;
+	}
+	if (cc != NULL && cc->tcp && server_auth != NULL &&
+	    cc->login == NULL && req->command != VSPC__CTL__COMMAND__LOGIN) {
+		ctl_error(s, "login required (vspcctl -u USER)");
+		return;
+	}
+	if (cc != NULL && cc->tcp && ctl_admin(req)) {
+		if (server_auth == NULL) {
+			ctl_error(s, "not allowed over TCP: use the control "
+			    "socket");
+			return;
+		}
+		if (!auth_is_admin(server_auth, cc->login)) {
+			log_warnx("control: connection %u from %s: user %s "
+			    "refused command %d: not admin", cc->id, cc->user,
+			    cc->login, req->command);
+			ctl_error(s, "permission denied: %s has no admin role",
+			    cc->login);
+			return;
+		}
+		log_info("control: connection %u from %s: admin %s runs "
+		    "command %d on %s", cc->id, cc->user, cc->login,
+		    req->command, req->target != NULL && *req->target !=
+		    '\0' ? req->target : req->node != NULL &&
+		    *req->node != '\0' ? req->node : "this node");
 	}
 	if (cc != NULL && cc->c != NULL &&
 	    req->command != VSPC__CTL__COMMAND__INPUT &&
@@ -1361,6 +2021,15 @@ ctl_dispatch(struct ctl_sink *s, struct ctl_conn *cc, Vspc__Ctl__Request *req,
 		break;
 	case VSPC__CTL__COMMAND__RELOAD:
 		ctl_reload(s, req);
+		break;
+	case VSPC__CTL__COMMAND__UPGRADE:
+		ctl_upgrade(s, req);
+		break;
+	case VSPC__CTL__COMMAND__LOGIN:
+		ctl_login(s, cc, req);
+		break;
+	case VSPC__CTL__COMMAND__TLS:
+		ctl_tls(s);
 		break;
 	default:
 		ctl_error(s, "unknown command %d", req->command);
@@ -1443,7 +2112,11 @@ ctl_conn_free(struct ctl_conn *cc)
 	}
 	TAILQ_REMOVE(&ctl_conns, cc, entry);
 	bufferevent_free(cc->bev);
+	if (cc->msg != NULL)
+		evbuffer_free(cc->msg);
 	free(cc->user);
+	free(cc->login);
+	free(cc->pending);
 	free(cc);
 }
 
@@ -1554,6 +2227,92 @@ ctl_listen(struct ctl_listener *l, const char *path, int readonly,
 	return (0);
 }
 
+/* A connection on [control] listen (after any PROXY header). */
+static void
+ctl_tcp_serve(int fd, const struct sockaddr *sa, u_int kind,
+    const char *name)
+{
+	struct ctl_conn	*cc;
+	char		 addr[64];
+	int		 one = 1;
+
+	server_now = time(NULL);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	cc = xcalloc(1, sizeof *cc);
+	cc->id = ++ctl_next_conn;
+	if (cc->id == 0)
+		cc->id = ++ctl_next_conn;
+	cc->tcp = 1;
+	cc->user = xstrdup(addr_fmt(sa, addr, sizeof addr));
+	cc->bev = bufferevent_socket_new(server_base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(cc->bev, ctl_conn_read, ctl_conn_write,
+	    ctl_conn_event, cc);
+	bufferevent_setwatermark(cc->bev, EV_WRITE, CTL_OUT_LOW, 0);
+	bufferevent_enable(cc->bev, EV_READ|EV_WRITE);
+	TAILQ_INSERT_TAIL(&ctl_conns, cc, entry);
+	log_debug("control: connection %u from %s (TCP %s)", cc->id, addr,
+	    name);
+}
+
+static void
+ctl_tcp_accept(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	server_now = time(NULL);
+	if (acl_match(&server_conf->vm_proxy_from, sa)) {
+		proxy_accept(fd, sa, (socklen_t)salen, UINT_MAX, "control",
+		    ctl_tcp_serve);
+		return;
+	}
+	ctl_tcp_serve(fd, sa, UINT_MAX, "control");
+}
+
+/* Listen on every address of [control] listen. */
+static int
+ctl_tcp_listen(const char *list, char **err)
+{
+	struct evconnlistener	*lev;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	char			*copy, *p, *word, *perr;
+	int			 flags;
+
+	copy = xstrdup(list);
+	p = copy;
+	while ((word = strsep(&p, ", ")) != NULL) {
+		if (*word == '\0')
+			continue;
+		if (addr_parse_listen(word, CTL_TCP_PORT, &ss, &sslen,
+		    &perr) == -1) {
+			xasprintf(err, "[control] listen: %s", perr);
+			free(perr);
+			free(copy);
+			return (-1);
+		}
+		flags = LEV_OPT_CLOSE_ON_FREE|LEV_OPT_REUSEABLE|
+		    LEV_OPT_CLOSE_ON_EXEC;
+		if (ss.ss_family == AF_INET6)
+			flags |= LEV_OPT_BIND_IPV6ONLY;
+		lev = evconnlistener_new_bind(server_base, ctl_tcp_accept,
+		    NULL, flags, 64, (struct sockaddr *)&ss, sslen);
+		if (lev == NULL) {
+			xasprintf(err, "[control] listen %s: %s", word,
+			    strerror(errno));
+			free(copy);
+			return (-1);
+		}
+		ctl_tcp = xreallocarray(ctl_tcp, ctl_ntcp + 1,
+		    sizeof *ctl_tcp);
+		ctl_tcp[ctl_ntcp++] = lev;
+		log_info("control listener on %s (TCP)", word);
+	}
+	free(copy);
+	return (0);
+}
+
 /* Open the control sockets ([control] socket and its ".ro" twin). */
 int
 control_init(struct config *conf, char **err)
@@ -1568,6 +2327,9 @@ control_init(struct config *conf, char **err)
 		    ctl_timer_cb, NULL);
 		event_add(ctl_timer, &tv);
 	}
+	if (conf->control_listen != NULL && *conf->control_listen != '\0' &&
+	    ctl_tcp_listen(conf->control_listen, err) == -1)
+		return (-1);
 	if (conf->control_socket == NULL || *conf->control_socket == '\0')
 		return (0);
 	if (ctl_mkdir(conf->control_socket, err) == -1)
@@ -1596,6 +2358,11 @@ control_shutdown(void)
 		ctl_relay_free(TAILQ_FIRST(&ctl_relays));
 	while ((f = TAILQ_FIRST(&ctl_follows)) != NULL)
 		ctl_follow_free(f);
+	for (i = 0; i < ctl_ntcp; i++)
+		evconnlistener_free(ctl_tcp[i]);
+	free(ctl_tcp);
+	ctl_tcp = NULL;
+	ctl_ntcp = 0;
 	for (i = 0; i < 2; i++) {
 		if (ctl_listeners[i].lev == NULL)
 			continue;
@@ -1613,4 +2380,404 @@ control_shutdown(void)
 	free(ctl_known);
 	ctl_known = NULL;
 	ctl_nknown = 0;
+}
+
+/*
+ * Hot upgrade (handoff.c).  The requester of "node upgrade" gets its
+ * answer from the old process, or, when the request was relayed, from
+ * the new one.  The listeners (Unix and TCP), plain control connections
+ * and log --follow are handed over; an attached vspcctl is not: it
+ * reconnects and resumes at the byte it had shown, by itself.
+ */
+static struct ctl_sink	 ctl_upgrade_sink;
+static int		 ctl_upgrading;
+static char		*ctl_reply_node;	/* New side: answer this... */
+static uint64_t		 ctl_reply_id;		/* ...relayed request. */
+
+/*
+ * Write what is queued to a local connection now: the process leaves.
+ * The bufferevent's output cannot be drained from outside (its front is
+ * frozen), so the bytes are copied and written directly.
+ */
+static void
+ctl_flush_now(u_int id)
+{
+	struct ctl_conn	*cc;
+	struct evbuffer	*out;
+	struct pollfd	 pfd;
+	struct evbuffer_iovec *v;
+	u_char		*buf;
+	size_t		 len, done = 0, k;
+	ssize_t		 n;
+	int		 fd, nv, i;
+
+	if ((cc = ctl_conn_find(id)) == NULL)
+		return;
+	out = bufferevent_get_output(cc->bev);
+	fd = bufferevent_getfd(cc->bev);
+	if ((len = evbuffer_get_length(out)) == 0)
+		return;
+	/* Not evbuffer_copyout: it refuses a buffer frozen at the front. */
+	buf = xmalloc(len);
+	nv = evbuffer_peek(out, -1, NULL, NULL, 0);
+	v = xcalloc(nv + 1, sizeof *v);
+	nv = evbuffer_peek(out, -1, NULL, v, nv);
+	for (i = 0, k = 0; i < nv && k < len; i++) {
+		memcpy(buf + k, v[i].iov_base, v[i].iov_len);
+		k += v[i].iov_len;
+	}
+	free(v);
+	while (done < len) {
+		n = write(fd, buf + done, len - done);
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			pfd.fd = fd;
+			pfd.events = POLLOUT;
+			if (poll(&pfd, 1, 1000) <= 0)
+				break;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += n;
+	}
+	free(buf);
+}
+
+static void
+ctl_upgrade_done(void *arg, int ok, const char *msg)
+{
+	struct ctl_sink	*s = arg;
+
+	ctl_upgrading = 0;
+	if (!ok) {
+		ctl_error(s, "%s", msg);
+		free(s->node);
+		s->node = NULL;
+		return;
+	}
+	if (s->conn != 0) {
+		ctl_ok(s, msg);
+		ctl_flush_now(s->conn);
+	}
+	/* A relayed request is answered by the new process. */
+}
+
+static void
+ctl_upgrade(struct ctl_sink *s, Vspc__Ctl__Request *req)
+{
+	if (req->node != NULL && *req->node != '\0' &&
+	    strcmp(req->node, server_conf->node_id) != 0) {
+		ctl_relay(s, req, req->node);
+		return;
+	}
+	if (ctl_upgrading) {
+		ctl_error(s, "an upgrade is already in progress");
+		return;
+	}
+	free(ctl_upgrade_sink.node);
+	memset(&ctl_upgrade_sink, 0, sizeof ctl_upgrade_sink);
+	ctl_sink_copy(&ctl_upgrade_sink, s);
+	ctl_upgrading = 1;
+	log_info("control: upgrade to %s requested", req->arg != NULL &&
+	    *req->arg != '\0' ? req->arg : "the running binary");
+	handoff_start(req->arg, ctl_upgrade_done, &ctl_upgrade_sink);
+}
+
+/* The client kind of an attached vspcctl, by name (hand-over). */
+const struct client_proto *
+control_client_proto(const char *name)
+{
+	return (strcmp(name, ctl_client_proto.name) == 0 ?
+	    &ctl_client_proto : NULL);
+}
+
+static int
+ctl_conn_carried(const struct ctl_conn *cc)
+{
+	if (ctl_upgrading && ctl_upgrade_sink.conn == cc->id)
+		return (0);
+	return (cc->c == NULL && cc->pair == NULL && !cc->attaching);
+}
+
+/* Hot upgrade: stop (1) or resume (0) reading commands and accepting. */
+void
+control_handoff_pause(int on)
+{
+	struct ctl_conn	*cc;
+	u_int		 i;
+
+	for (i = 0; i < 2; i++) {
+		if (ctl_listeners[i].lev == NULL)
+			continue;
+		if (on)
+			evconnlistener_disable(ctl_listeners[i].lev);
+		else
+			evconnlistener_enable(ctl_listeners[i].lev);
+	}
+	for (i = 0; i < ctl_ntcp; i++) {
+		if (on)
+			evconnlistener_disable(ctl_tcp[i]);
+		else
+			evconnlistener_enable(ctl_tcp[i]);
+	}
+	TAILQ_FOREACH(cc, &ctl_conns, entry) {
+		if (ctl_upgrading && ctl_upgrade_sink.conn == cc->id)
+			continue;
+		if (on) {
+			bufferevent_disable(cc->bev, EV_READ);
+			if (cc->pair != NULL)
+				bufferevent_disable(cc->pair, EV_READ);
+		} else {
+			bufferevent_enable(cc->bev, EV_READ);
+			if (cc->pair != NULL)
+				bufferevent_enable(cc->pair, EV_READ);
+		}
+	}
+}
+
+/* Hot upgrade: listeners, plain connections, log --follow. */
+void
+control_handoff_save(struct handoff *h)
+{
+	Vspc__Handoff__Control		 m = VSPC__HANDOFF__CONTROL__INIT;
+	Vspc__Handoff__Listener		*ls, **lp;
+	Vspc__Handoff__ControlConn	*cm;
+	Vspc__Handoff__ControlFollow	*fm;
+	struct ctl_conn			*cc;
+	struct ctl_follow		*f;
+	size_t				 i, n;
+
+	ls = xcalloc(2 + ctl_ntcp, sizeof *ls);
+	lp = xcalloc(2 + ctl_ntcp, sizeof *lp);
+	for (i = 0; i < 2 + ctl_ntcp; i++) {
+		if (i >= 2) {
+			/* [control] listen: kind 2. */
+			vspc__handoff__listener__init(&ls[m.n_listeners]);
+			ls[m.n_listeners].kind = 2;
+			ls[m.n_listeners].fd = handoff_add_fd(h,
+			    evconnlistener_get_fd(ctl_tcp[i - 2]));
+			lp[m.n_listeners] = &ls[m.n_listeners];
+			m.n_listeners++;
+			continue;
+		}
+		if (ctl_listeners[i].lev == NULL)
+			continue;
+		vspc__handoff__listener__init(&ls[m.n_listeners]);
+		ls[m.n_listeners].kind = i;
+		ls[m.n_listeners].text = ctl_listeners[i].path;
+		ls[m.n_listeners].fd = handoff_add_fd(h,
+		    evconnlistener_get_fd(ctl_listeners[i].lev));
+		lp[m.n_listeners] = &ls[m.n_listeners];
+		m.n_listeners++;
+	}
+	m.listeners = lp;
+	n = 0;
+	TAILQ_FOREACH(cc, &ctl_conns, entry)
+		n++;
+	m.conns = xcalloc(n + 1, sizeof *m.conns);
+	TAILQ_FOREACH(cc, &ctl_conns, entry) {
+		if (!ctl_conn_carried(cc))
+			continue;
+		cm = xcalloc(1, sizeof *cm);
+		vspc__handoff__control_conn__init(cm);
+		cm->id = cc->id;
+		cm->fd = handoff_add_fd(h, bufferevent_getfd(cc->bev));
+		cm->readonly = cc->readonly;
+		if (cc->user != NULL)
+			cm->user = cc->user;
+		cm->pid = cc->pid;
+		cm->tcp = cc->tcp;
+		if (cc->login != NULL)
+			cm->login = cc->login;
+		cm->attempts = cc->attempts;
+		cm->ro_console = cc->ro_console;
+		handoff_evbuffer_bytes(bufferevent_get_input(cc->bev), &cm->in);
+		handoff_evbuffer_bytes(bufferevent_get_output(cc->bev),
+		    &cm->out);
+		m.conns[m.n_conns++] = cm;
+	}
+	n = 0;
+	TAILQ_FOREACH(f, &ctl_follows, entry)
+		n++;
+	m.follows = xcalloc(n + 1, sizeof *m.follows);
+	TAILQ_FOREACH(f, &ctl_follows, entry) {
+		if (f->sink.conn != 0 && ((cc = ctl_conn_find(f->sink.conn)) ==
+		    NULL || !ctl_conn_carried(cc)))
+			continue;
+		fm = xcalloc(1, sizeof *fm);
+		vspc__handoff__control_follow__init(fm);
+		fm->conn = f->sink.conn;
+		if (f->sink.node != NULL)
+			fm->node = f->sink.node;
+		fm->id = f->sink.id;
+		fm->path = f->path;
+		fm->off = f->off;
+		m.follows[m.n_follows++] = fm;
+	}
+	m.next_conn = ctl_next_conn;
+	m.next_relay = ctl_next_relay;
+	m.started = ctl_started;
+	m.known = ctl_known;
+	m.n_known = ctl_nknown;
+	if (ctl_upgrading && ctl_upgrade_sink.conn == 0 &&
+	    ctl_upgrade_sink.node != NULL) {
+		m.reply_node = ctl_upgrade_sink.node;
+		m.reply_id = ctl_upgrade_sink.id;
+	}
+	handoff_add_msg(h, HANDOFF_REC_CONTROL, &m.base);
+	for (i = 0; i < m.n_conns; i++) {
+		free(m.conns[i]->in.data);
+		free(m.conns[i]->out.data);
+		free(m.conns[i]);
+	}
+	for (i = 0; i < m.n_follows; i++)
+		free(m.follows[i]);
+	free(m.conns);
+	free(m.follows);
+	free(ls);
+	free(lp);
+}
+
+/* Hot upgrade: serve the inherited control sockets and connections. */
+int
+control_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
+    char **err)
+{
+	Vspc__Handoff__Control		*m;
+	Vspc__Handoff__Listener		*ml;
+	Vspc__Handoff__ControlConn	*cm;
+	Vspc__Handoff__ControlFollow	*fm;
+	struct ctl_listener		*l;
+	struct ctl_conn			*cc;
+	struct ctl_follow		*f;
+	struct timeval			 tv = { 1, 0 };
+	size_t				 i;
+	int				 fd;
+
+	if ((m = vspc__handoff__control__unpack(NULL, len, data)) == NULL) {
+		*err = xstrdup("malformed control record");
+		return (-1);
+	}
+	for (i = 0; i < m->n_listeners; i++) {
+		ml = m->listeners[i];
+		if (ml->kind > 2 || (fd = handoff_take_fd(h, ml->fd)) == -1)
+			continue;
+		if (ml->kind == 2) {
+			ctl_tcp = xreallocarray(ctl_tcp, ctl_ntcp + 1,
+			    sizeof *ctl_tcp);
+			ctl_tcp[ctl_ntcp] = evconnlistener_new(server_base,
+			    ctl_tcp_accept, NULL, LEV_OPT_CLOSE_ON_FREE |
+			    LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+			if (ctl_tcp[ctl_ntcp] == NULL) {
+				close(fd);
+				*err = xstrdup("[control] listen: cannot "
+				    "adopt a listener");
+				vspc__handoff__control__free_unpacked(m,
+				    NULL);
+				return (-1);
+			}
+			ctl_ntcp++;
+			continue;
+		}
+		l = &ctl_listeners[ml->kind];
+		l->path = xstrdup(ml->text);
+		l->readonly = ml->kind;
+		l->lev = evconnlistener_new(server_base, ctl_accept, l,
+		    LEV_OPT_CLOSE_ON_FREE|LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+		if (l->lev == NULL) {
+			close(fd);
+			xasprintf(err, "control socket %s: cannot adopt it",
+			    ml->text);
+			vspc__handoff__control__free_unpacked(m, NULL);
+			return (-1);
+		}
+	}
+	for (i = 0; i < m->n_conns; i++) {
+		cm = m->conns[i];
+		if ((fd = handoff_take_fd(h, cm->fd)) == -1)
+			continue;
+		cc = xcalloc(1, sizeof *cc);
+		cc->id = cm->id;
+		cc->readonly = cm->readonly;
+		cc->user = cm->user != NULL && *cm->user != '\0' ?
+		    xstrdup(cm->user) : NULL;
+		cc->pid = cm->pid;
+		cc->tcp = cm->tcp;
+		if (cm->login != NULL && *cm->login != '\0')
+			cc->login = xstrdup(cm->login);
+		cc->attempts = cm->attempts;
+		cc->ro_console = cm->ro_console;
+		cc->bev = bufferevent_socket_new(server_base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+		bufferevent_setcb(cc->bev, ctl_conn_read, ctl_conn_write,
+		    ctl_conn_event, cc);
+		bufferevent_setwatermark(cc->bev, EV_WRITE, CTL_OUT_LOW, 0);
+		evbuffer_add(bufferevent_get_input(cc->bev), cm->in.data,
+		    cm->in.len);
+		evbuffer_add(bufferevent_get_output(cc->bev), cm->out.data,
+		    cm->out.len);
+		TAILQ_INSERT_TAIL(&ctl_conns, cc, entry);
+	}
+	for (i = 0; i < m->n_follows; i++) {
+		fm = m->follows[i];
+		f = xcalloc(1, sizeof *f);
+		f->sink.conn = fm->conn;
+		f->sink.node = fm->node != NULL && *fm->node != '\0' ?
+		    xstrdup(fm->node) : NULL;
+		f->sink.id = fm->id;
+		f->path = xstrdup(fm->path);
+		f->off = fm->off;
+		f->ev = event_new(server_base, -1, EV_PERSIST, ctl_follow_cb,
+		    f);
+		event_add(f->ev, &tv);
+		TAILQ_INSERT_TAIL(&ctl_follows, f, entry);
+	}
+	ctl_next_conn = m->next_conn;
+	ctl_next_relay = m->next_relay;
+	ctl_started = m->started;
+	for (i = 0; i < m->n_known; i++)
+		ctl_known_add(m->known[i]);
+	if (m->reply_node != NULL && *m->reply_node != '\0') {
+		ctl_reply_node = xstrdup(m->reply_node);
+		ctl_reply_id = m->reply_id;
+	}
+	vspc__handoff__control__free_unpacked(m, NULL);
+	return (0);
+}
+
+/* Hot upgrade, after COMMIT: start serving commands. */
+void
+control_handoff_resume(void)
+{
+	struct ctl_conn	*cc;
+	struct ctl_sink	 s;
+	struct timeval	 tv = { 1, 0 };
+	char		*msg;
+
+	if (ctl_timer == NULL) {
+		ctl_timer = event_new(server_base, -1, EV_PERSIST,
+		    ctl_timer_cb, NULL);
+		event_add(ctl_timer, &tv);
+	}
+	if (ctl_started == 0)
+		ctl_started = time(NULL);
+	TAILQ_FOREACH(cc, &ctl_conns, entry) {
+		bufferevent_enable(cc->bev, EV_READ|EV_WRITE);
+		/* Commands read but not served by the old process. */
+		if (evbuffer_get_length(bufferevent_get_input(cc->bev)) != 0)
+			bufferevent_trigger(cc->bev, EV_READ, 0);
+	}
+	if (ctl_reply_node != NULL) {
+		memset(&s, 0, sizeof s);
+		s.node = ctl_reply_node;
+		s.id = ctl_reply_id;
+		xasprintf(&msg, "upgraded: pid %d, version %s", (int)getpid(),
+		    VSPCD_VERSION);
+		ctl_ok(&s, msg);
+		free(msg);
+		free(ctl_reply_node);
+		ctl_reply_node = NULL;
+	}
 }

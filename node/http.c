@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -229,12 +230,9 @@ http_reconfigure(struct config *conf, char **err)
 	return (rc);
 }
 
-/* Open the HTTP listeners of [http] listen (none if it is empty). */
-int
-http_init(struct config *conf, char **err)
+static void
+http_setup(void)
 {
-	if (http != NULL)
-		return (http_reconfigure(conf, err));
 	if ((http = evhttp_new(server_base)) == NULL)
 		fatalx("evhttp_new failed");
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET|EVHTTP_REQ_HEAD|
@@ -245,6 +243,15 @@ http_init(struct config *conf, char **err)
 	evhttp_set_cb(http, "/metrics", http_metrics_cb, NULL);
 	evhttp_set_cb(http, "/healthz", http_healthz_cb, NULL);
 	evhttp_set_gencb(http, http_other_cb, NULL);
+}
+
+/* Open the HTTP listeners of [http] listen (none if it is empty). */
+int
+http_init(struct config *conf, char **err)
+{
+	if (http != NULL)
+		return (http_reconfigure(conf, err));
+	http_setup();
 	if (http_reconfigure(conf, err) == -1) {
 		http_shutdown();
 		return (-1);
@@ -264,4 +271,58 @@ http_shutdown(void)
 		http_listener_free(l);
 	evhttp_free(http);
 	http = NULL;
+}
+
+/*
+ * Hot upgrade: the listening descriptors and their addresses (up to max).
+ * Connections in progress are not handed over: scrapers and health
+ * checks retry.
+ */
+int
+http_handoff_fds(int *fds, char **texts, u_int max)
+{
+	struct http_listener	*l;
+	u_int			 n = 0;
+
+	TAILQ_FOREACH(l, &http_listeners, entry) {
+		if (n == max || l->bound == NULL)
+			continue;
+		fds[n] = evhttp_bound_socket_get_fd(l->bound);
+		texts[n++] = l->text;
+	}
+	return (n);
+}
+
+/* Hot upgrade: serve HTTP on an inherited listening socket. */
+int
+http_adopt(int fd, const char *text, char **err)
+{
+	struct http_listener	*l;
+	struct evconnlistener	*lev;
+
+	if (http == NULL)
+		http_setup();
+	l = xcalloc(1, sizeof *l);
+	l->text = xstrdup(text);
+	if (addr_parse_listen(text, HTTP_PORT, &l->ss, &l->sslen, err) ==
+	    -1) {
+		free(l->text);
+		free(l);
+		close(fd);
+		return (-1);
+	}
+	TAILQ_INSERT_TAIL(&http_listeners, l, entry);
+	lev = evconnlistener_new(server_base, NULL, NULL,
+	    LEV_OPT_CLOSE_ON_FREE|LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (lev == NULL || (l->bound = evhttp_bind_listener(http, lev)) ==
+	    NULL) {
+		if (lev != NULL)
+			evconnlistener_free(lev);
+		else
+			close(fd);
+		http_listener_free(l);
+		xasprintf(err, "http listener %s: cannot adopt it", text);
+		return (-1);
+	}
+	return (0);
 }

@@ -38,12 +38,16 @@
 struct limit_slot {
 	struct hmap_entry	 entry;
 	char			 key[INET6_ADDRSTRLEN + 8];
+	u_int			 kind;
 	u_int			 n;
 };
+
+#define LIMIT_KINDS		16
 
 static struct hmap	 limit_map;
 static int		 limit_ready;
 static u_int		 limit_slots;
+static u_int		 limit_totals[LIMIT_KINDS];
 
 /* The source part of sa as text ("10.0.0.1", "fe80::1", "unix"). */
 static void
@@ -97,10 +101,13 @@ limit_take(const struct sockaddr *sa, u_int kind, u_int max)
 		if (max != 0 && ls->n >= max)
 			return (NULL);
 		ls->n++;
+		limit_totals[ls->kind]++;
 		return (ls);
 	}
 	ls = xcalloc(1, sizeof *ls);
 	memcpy(ls->key, key, sizeof ls->key);
+	ls->kind = kind % LIMIT_KINDS;
+	limit_totals[ls->kind]++;
 	ls->n = 1;
 	hmap_insert(&limit_map, &ls->entry, ls->key);
 	limit_slots++;
@@ -113,6 +120,7 @@ limit_put(struct limit_slot *ls)
 {
 	if (ls == NULL)
 		return;
+	limit_totals[ls->kind]--;
 	if (--ls->n > 0)
 		return;
 	hmap_remove(&limit_map, &ls->entry);
@@ -140,4 +148,50 @@ u_int
 limit_sources(void)
 {
 	return (limit_slots);
+}
+
+/* Connections holding a slot on listeners of kind, from every source. */
+u_int
+limit_total(u_int kind)
+{
+	return (limit_totals[kind % LIMIT_KINDS]);
+}
+
+/*
+ * Take a slot, never refused, for a connection whose source is known
+ * only as addr_fmt() wrote it ("10.0.0.1:5000", "[::1]:5000"): one
+ * handed over by a hot upgrade.  NULL if addr is not an address.
+ */
+struct limit_slot *
+limit_take_text(const char *addr, u_int kind)
+{
+	struct sockaddr_in	 sin;
+	struct sockaddr_in6	 sin6;
+	char			 host[INET6_ADDRSTRLEN + 2];
+	const char		*colon;
+	size_t			 len;
+
+	if (*addr == '[') {
+		if ((colon = strchr(addr, ']')) == NULL ||
+		    (len = colon - addr - 1) >= sizeof host)
+			return (NULL);
+		memcpy(host, addr + 1, len);
+		host[len] = '\0';
+		memset(&sin6, 0, sizeof sin6);
+		sin6.sin6_family = AF_INET6;
+		if (inet_pton(AF_INET6, host, &sin6.sin6_addr) != 1)
+			return (NULL);
+		return (limit_take((struct sockaddr *)&sin6, kind, 0));
+	}
+	if ((colon = strrchr(addr, ':')) == NULL)
+		colon = addr + strlen(addr);
+	if ((len = colon - addr) >= sizeof host)
+		return (NULL);
+	memcpy(host, addr, len);
+	host[len] = '\0';
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
+		return (NULL);
+	return (limit_take((struct sockaddr *)&sin, kind, 0));
 }

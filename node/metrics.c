@@ -161,6 +161,19 @@ metrics_open_fds(void)
 	return (n > 0 ? n - 1 : 0);	/* Not the one opendir used. */
 }
 
+/*
+ * Refusal samples written even at zero: every reason of the listeners
+ * server.c serves, so that rate() sees the series from the start.
+ */
+static int
+metrics_refusal_shown(u_int listener, u_int reason)
+{
+	if (listener == LISTEN_VM || listener == LISTEN_CONSOLE ||
+	    listener == LISTEN_COMPAT)
+		return (reason != REFUSED_TLS);
+	return (0);
+}
+
 /* Append every metric to b. */
 void
 metrics_write(struct evbuffer *b)
@@ -172,7 +185,7 @@ metrics_write(struct evbuffer *b)
 	uint64_t		 people[CLIENT_KIND_MAX];
 	uint64_t		 local = 0, remote = 0, attached = 0;
 	uint64_t		 moving = 0, nofile = 0;
-	u_int			 i;
+	u_int			 i, j;
 
 	memset(people, 0, sizeof people);
 	TAILQ_FOREACH(c, &all_clients, gentry) {
@@ -230,6 +243,34 @@ metrics_write(struct evbuffer *b)
 	COUNTER("proxy_refused_total",
 	    "Connections from [vm] proxy_protocol_from addresses closed "
 	    "without a valid PROXY header.", s->proxy_refused);
+
+	metrics_head(b, "vspcd_connections_refused_total", "counter",
+	    "Connections refused at accept, by listener and reason (allow "
+	    "list, max_connections, max_per_source, failed TLS handshake).");
+	for (i = 0; i < LISTEN_ALL_MAX; i++) {
+		for (j = 0; j < REFUSED_MAX; j++) {
+			if (s->refused[i][j] == 0 && !metrics_refusal_shown(i,
+			    j))
+				continue;
+			evbuffer_add_printf(b, "vspcd_connections_refused_total"
+			    "{listener=\"%s\",reason=\"%s\"} %llu\n",
+			    server_listener_name(i), server_refusal_name(j),
+			    (unsigned long long)s->refused[i][j]);
+		}
+	}
+	COUNTER("login_failures_total",
+	    "Console-port logins refused (wrong password, unknown or locked "
+	    "user).", s->login_failed);
+	COUNTER("readonly_input_dropped_bytes_total",
+	    "Bytes typed by people with read-only access, discarded.",
+	    s->readonly_dropped);
+	GAUGE("tls_connections", "TLS connections relayed now (this "
+	    "process; the TLS process reports handshakes).", tls_count());
+	COUNTER("tls_handshakes_total", "TLS handshakes completed.",
+	    tls_stats.handshakes);
+	COUNTER("tls_handshake_failures_total",
+	    "TLS handshakes that failed or timed out.",
+	    tls_stats.handshake_failed);
 
 	metrics_head(b, "vspcd_consoles", "gauge",
 	    "Consoles known, by owner: this node (local) or another.");

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "vspcd.h"
+#include "proto/handoff.pb-c.h"
 
 #define PROXY_V1_MAX	107		/* With the final "\r\n". */
 #define PROXY_V2_HEAD	16
@@ -439,4 +440,79 @@ proxy_shutdown(void)
 		close(pc->fd);
 		proxy_free(pc);
 	}
+}
+
+/* Hot upgrade: stop (1) or resume (0) reading headers. */
+void
+proxy_handoff_pause(int on)
+{
+	struct proxy_conn	*pc;
+
+	TAILQ_FOREACH(pc, &proxy_conns, entry) {
+		if (on)
+			event_del(pc->ev);
+		else
+			event_add(pc->ev, NULL);
+	}
+}
+
+/* Hot upgrade: the connections still waiting for their header. */
+void
+proxy_handoff_save(struct handoff *h)
+{
+	Vspc__Handoff__Proxy	 m;
+	struct proxy_conn	*pc;
+
+	TAILQ_FOREACH(pc, &proxy_conns, entry) {
+		vspc__handoff__proxy__init(&m);
+		m.fd = handoff_add_fd(h, pc->fd);
+		m.kind = pc->kind;
+		m.name = pc->name;
+		m.ss.data = (uint8_t *)&pc->ss;
+		m.ss.len = sizeof pc->ss;
+		m.buf.data = pc->buf;
+		m.buf.len = pc->len;
+		m.timer_us = handoff_timer_left(pc->timer);
+		handoff_add_msg(h, HANDOFF_REC_PROXY, &m.base);
+	}
+}
+
+/* Hot upgrade: wait for the header again where the old process was. */
+int
+proxy_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
+    char **err)
+{
+	Vspc__Handoff__Proxy	*m;
+	struct proxy_conn	*pc;
+	int			 fd;
+
+	if ((m = vspc__handoff__proxy__unpack(NULL, len, data)) == NULL) {
+		*err = xstrdup("malformed proxy record");
+		return (-1);
+	}
+	if ((fd = handoff_take_fd(h, m->fd)) == -1) {
+		*err = xstrdup("proxy connection: no descriptor");
+		vspc__handoff__proxy__free_unpacked(m, NULL);
+		return (-1);
+	}
+	pc = xcalloc(1, sizeof *pc);
+	pc->fd = fd;
+	pc->kind = m->kind;
+	pc->name = xstrdup(m->name);
+	if (m->ss.len != 0)
+		memcpy(&pc->ss, m->ss.data, m->ss.len < sizeof pc->ss ?
+		    m->ss.len : sizeof pc->ss);
+	pc->len = m->buf.len < sizeof pc->buf ? m->buf.len : sizeof pc->buf;
+	if (pc->len != 0)
+		memcpy(pc->buf, m->buf.data, pc->len);
+	pc->done = server_dispatch;
+	pc->ev = event_new(server_base, fd, EV_READ|EV_PERSIST,
+	    proxy_read_cb, pc);
+	pc->timer = evtimer_new(server_base, proxy_timeout_cb, pc);
+	TAILQ_INSERT_TAIL(&proxy_conns, pc, entry);
+	event_add(pc->ev, NULL);
+	handoff_timer_set(pc->timer, m->timer_us >= 0 ? m->timer_us :
+	    PROXY_TIMEOUT * 1000000LL);
+	vspc__handoff__proxy__free_unpacked(m, NULL);
+	return (0);
 }

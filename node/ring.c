@@ -248,5 +248,6 @@ ring_restore(struct ring *r, const u_char *src, size_t len, uint64_t end)
 		len = end;
 	r->len = 0;
 	r->end = end - len;
-	ring_append(r, src, len);
+	if (len != 0)
+		ring_append(r, src, len);
 }

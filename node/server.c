@@ -38,21 +38,36 @@
 
 #include "vspcd.h"
 #include "store.h"
+#include "proto/handoff.pb-c.h"
 
 #ifdef HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 #endif
 
-enum listener_kind {
-	LISTEN_VM,
-	LISTEN_CONSOLE,
-	LISTEN_COMPAT,
-	LISTEN_KIND_MAX
+static const char *listener_names[LISTEN_ALL_MAX] = {
+	"vm", "console", "compat", "vm_tls", "console_tls", "http",
+	"cluster", "control"
 };
 
-static const char *listener_names[LISTEN_KIND_MAX] = {
-	"vm", "console", "compat"
+static const char *refusal_names[REFUSED_MAX] = {
+	"allow", "max_connections", "max_per_source", "tls"
 };
+
+/*
+ * A connection handed to the TLS process, holding its per-source slot
+ * until the plain end comes back (or the handshake failed, or the TLS
+ * process went away: then the deadline frees it).
+ */
+struct server_pending {
+	struct sockaddr_storage	 ss;
+	u_int			 kind;
+	struct limit_slot	*slot;
+	time_t			 deadline;
+	TAILQ_ENTRY(server_pending) entry;
+};
+TAILQ_HEAD(server_pendings, server_pending);
+static struct server_pendings server_pendings =
+    TAILQ_HEAD_INITIALIZER(server_pendings);
 
 struct listener {
 	enum listener_kind	 kind;
@@ -73,11 +88,15 @@ struct stats		 server_stats;
 time_t			 server_now;
 int			 server_debug;
 int			 server_draining;
+struct auth		*server_auth;
+struct limit_slot	*server_accept_slot;
+void			(*server_peer_tls_done)(int, const struct sockaddr *,
+			    u_int, const char *);
 
 static struct listeners	 listeners = TAILQ_HEAD_INITIALIZER(listeners);
 static struct event	*server_reaper;
 static struct event	*server_tick;
-static struct event	*server_sigs[5];
+static struct event	*server_sigs[6];
 static int		 server_reap_pending;
 static char		**server_overrides;
 static u_int		 server_noverrides;
@@ -129,10 +148,13 @@ server_notify_status(void)
 #endif
 }
 
+static void	server_pending_expire(void);
+
 static void
 server_tick_cb(evutil_socket_t fd, short events, void *arg)
 {
 	server_now = time(NULL);
+	server_pending_expire();
 	client_check_stuck(server_now);
 	console_expire(server_now);
 	console_mark(server_now);
@@ -201,7 +223,120 @@ server_accept_error(struct evconnlistener *lev, void *arg)
 const char *
 server_listener_name(u_int kind)
 {
-	return (kind < LISTEN_KIND_MAX ? listener_names[kind] : "unknown");
+	return (kind < LISTEN_ALL_MAX ? listener_names[kind] : "unknown");
+}
+
+/* A refusal's name, the reason label of the metric. */
+const char *
+server_refusal_name(u_int r)
+{
+	return (r < REFUSED_MAX ? refusal_names[r] : "unknown");
+}
+
+/* Count a connection refused at accept. */
+void
+server_refused(u_int kind, enum server_refusal why)
+{
+	if (kind < LISTEN_ALL_MAX && why < REFUSED_MAX)
+		server_stats.refused[kind][why]++;
+	if (kind == LISTEN_VM || kind == LISTEN_VM_TLS)
+		server_stats.vm_refused++;
+}
+
+/* The kind whose limits a listener shares (telnets counts as telnet). */
+static u_int
+server_limit_kind(u_int kind)
+{
+	switch (kind) {
+	case LISTEN_VM_TLS:
+		return (LISTEN_VM);
+	case LISTEN_CONSOLE_TLS:
+		return (LISTEN_CONSOLE);
+	default:
+		return (kind);
+	}
+}
+
+/*
+ * Is sa (the real source) in the allow list of a listener kind?  If not,
+ * log and count it; the caller closes.
+ */
+int
+server_allowed(u_int kind, const struct sockaddr *sa, const char *name)
+{
+	const struct acl	*acl;
+	char			 addr[64];
+
+	switch (server_limit_kind(kind)) {
+	case LISTEN_VM:
+		acl = &server_conf->vm_allow;
+		break;
+	case LISTEN_CONSOLE:
+		acl = &server_conf->console_allow;
+		break;
+	case LISTEN_COMPAT:
+		acl = &server_conf->compat_allow;
+		break;
+	case LISTEN_HTTP:
+		acl = &server_conf->http_allow;
+		break;
+	case LISTEN_PEER:
+		acl = &server_conf->cluster_peer_allow;
+		break;
+	default:
+		return (1);
+	}
+	if (acl_match(acl, sa))
+		return (1);
+	server_refused(kind, REFUSED_ALLOW);
+	log_warnx("%s listener %s: connection from %s refused by [%s] %s",
+	    server_listener_name(kind), name, addr_fmt(sa, addr, sizeof addr),
+	    kind == LISTEN_PEER ? "cluster" : server_listener_name(
+	    server_limit_kind(kind)), kind == LISTEN_PEER ? "peer_allow" :
+	    "allow");
+	return (0);
+}
+
+/* Hot upgrade: the per-source slot of a connection handed over. */
+struct limit_slot *
+server_limit_take(u_int kind, const char *addr)
+{
+	return (limit_take_text(addr, server_limit_kind(kind)));
+}
+
+static void
+server_pending_free(struct server_pending *sp)
+{
+	TAILQ_REMOVE(&server_pendings, sp, entry);
+	limit_put(sp->slot);
+	free(sp);
+}
+
+static struct server_pending *
+server_pending_find(const struct sockaddr *sa, u_int kind)
+{
+	struct server_pending	*sp;
+	socklen_t		 len;
+
+	len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+	    sizeof(struct sockaddr_in);
+	TAILQ_FOREACH(sp, &server_pendings, entry) {
+		if (sp->kind == kind && sp->ss.ss_family == sa->sa_family &&
+		    memcmp(&sp->ss, sa, len) == 0)
+			return (sp);
+	}
+	return (NULL);
+}
+
+static void
+server_pending_expire(void)
+{
+	struct server_pending	*sp, *sp1;
+
+	TAILQ_FOREACH_SAFE(sp, &server_pendings, entry, sp1) {
+		if (sp->deadline <= server_now)
+			server_pending_free(sp);
+	}
 }
 
 static void
@@ -210,11 +345,11 @@ server_refuse_draining(u_int kind, const char *name, int fd,
 {
 	char	addr[64], *msg;
 
-	if (kind == LISTEN_VM)
+	if (kind == LISTEN_VM || kind == LISTEN_VM_TLS)
 		server_stats.vm_refused++;
 	log_info("%s listener %s: connection from %s refused: draining",
 	    server_listener_name(kind), name, addr_fmt(sa, addr, sizeof addr));
-	if (kind != LISTEN_VM) {
+	if (kind == LISTEN_CONSOLE || kind == LISTEN_COMPAT) {
 		xasprintf(&msg, "vspcd: node %s is draining and takes no new "
 		    "sessions; try another node\r\n", server_conf->node_id);
 		(void)write(fd, msg, strlen(msg));
@@ -223,45 +358,44 @@ server_refuse_draining(u_int kind, const char *name, int fd,
 	close(fd);
 }
 
-/*
- * Serve a new connection from sa (its real source, after any PROXY
- * header) on a listener of that kind: draining, [vm] allow and
- * max_connections, then the module that speaks the listener's protocol.
- */
+/* Refuse a connection over a limit, with a line saying which. */
 static void
-server_dispatch(int fd, const struct sockaddr *sa, u_int kind,
-    const char *name)
+server_refuse_limit(u_int kind, const char *name, int fd,
+    const struct sockaddr *sa, enum server_refusal why, u_int max)
 {
-	struct config	*conf = server_conf;
-	char		 addr[64];
-	static const char full[] = "vspcd: too many connections\r\n";
+	char	addr[64], host[64], *msg, *p;
 
-	server_now = time(NULL);
-	if (server_draining) {
-		server_refuse_draining(kind, name, fd, sa);
-		return;
-	}
-	switch (kind) {
+	server_refused(kind, why);
+	addr_fmt(sa, addr, sizeof addr);
+	snprintf(host, sizeof host, "%s", addr);
+	if ((p = strrchr(host, ':')) != NULL && (host[0] != '[' ||
+	    p[-1] == ']'))
+		*p = '\0';
+	if (why == REFUSED_MAX_PER_SOURCE)
+		xasprintf(&msg, "vspcd: too many connections from %s "
+		    "(max_per_source %u)\r\n", host, max);
+	else
+		xasprintf(&msg, "vspcd: too many connections "
+		    "(max_connections %u)\r\n", max);
+	log_warnx("%s listener %s: connection from %s refused: [%s] %s (%u) "
+	    "reached", server_listener_name(kind), name, addr,
+	    server_listener_name(server_limit_kind(kind)),
+	    server_refusal_name(why), max);
+	/* Not on telnets: the peer expects a TLS handshake, not text. */
+	if (kind != LISTEN_VM_TLS && kind != LISTEN_CONSOLE_TLS)
+		(void)write(fd, msg, strlen(msg));
+	free(msg);
+	close(fd);
+}
+
+/* Serve a connection (plain, or the plain end of a TLS one). */
+static void
+server_serve(int fd, const struct sockaddr *sa, u_int kind,
+    struct limit_slot *slot)
+{
+	server_accept_slot = slot;
+	switch (server_limit_kind(kind)) {
 	case LISTEN_VM:
-		if (!acl_match(&conf->vm_allow, sa)) {
-			server_stats.vm_refused++;
-			log_warnx("vm listener %s: connection from %s refused "
-			    "by [vm] allow", name,
-			    addr_fmt(sa, addr, sizeof addr));
-			close(fd);
-			return;
-		}
-		if (conf->vm_max_connections != 0 &&
-		    nvmconns >= conf->vm_max_connections) {
-			server_stats.vm_refused++;
-			log_warnx("vm listener %s: connection from %s refused: "
-			    "[vm] max_connections (%u) reached", name,
-			    addr_fmt(sa, addr, sizeof addr),
-			    conf->vm_max_connections);
-			(void)write(fd, full, sizeof full - 1);
-			close(fd);
-			return;
-		}
 		vmconn_create(fd, sa);
 		break;
 	case LISTEN_CONSOLE:
@@ -274,6 +408,117 @@ server_dispatch(int fd, const struct sockaddr *sa, u_int kind,
 		close(fd);
 		break;
 	}
+	/* Whatever was created took the slot; else give it back. */
+	limit_put(server_accept_slot);
+	server_accept_slot = NULL;
+}
+
+/* The TLS process finished a handshake: serve the plain end. */
+static void
+server_tls_done(int fd, const struct sockaddr *sa, u_int kind,
+    const char *name)
+{
+	struct server_pending	*sp;
+	struct limit_slot	*slot;
+
+	server_now = time(NULL);
+	if (kind == LISTEN_PEER) {
+		if (server_peer_tls_done != NULL)
+			server_peer_tls_done(fd, sa, kind, name);
+		else
+			close(fd);
+		return;
+	}
+	if ((sp = server_pending_find(sa, kind)) != NULL) {
+		slot = sp->slot;
+		sp->slot = NULL;
+		server_pending_free(sp);
+	} else
+		slot = limit_take(sa, server_limit_kind(kind), 0);
+	server_serve(fd, sa, kind, slot);
+}
+
+/* The TLS process says a handshake failed. */
+static void
+server_tls_failed(const struct sockaddr *sa, u_int kind)
+{
+	struct server_pending	*sp;
+
+	if (kind == LISTEN_PEER) {
+		server_refused(kind, REFUSED_TLS);
+		return;
+	}
+	if ((sp = server_pending_find(sa, kind)) != NULL)
+		server_pending_free(sp);
+	server_refused(kind, REFUSED_TLS);
+}
+
+/*
+ * Admit a new connection from sa (its real source, after any PROXY
+ * header) on a listener of that kind: draining, the allow list, the
+ * global and per-source limits, all before any TLS work; then TLS for
+ * the telnets listeners, and the module that speaks the protocol.
+ */
+void
+server_dispatch(int fd, const struct sockaddr *sa, u_int kind,
+    const char *name)
+{
+	struct config		*conf = server_conf;
+	struct server_pending	*sp;
+	struct limit_slot	*slot;
+	u_int			 lk = server_limit_kind(kind), max, per;
+
+	server_now = time(NULL);
+	if (server_draining) {
+		server_refuse_draining(kind, name, fd, sa);
+		return;
+	}
+	if (!server_allowed(kind, sa, name)) {
+		close(fd);
+		return;
+	}
+	switch (lk) {
+	case LISTEN_VM:
+		max = conf->vm_max_connections;
+		per = conf->vm_max_per_source;
+		break;
+	case LISTEN_CONSOLE:
+		max = conf->console_max_connections;
+		per = conf->console_max_per_source;
+		break;
+	case LISTEN_COMPAT:
+		max = conf->compat_max_connections;
+		per = conf->compat_max_per_source;
+		break;
+	default:
+		close(fd);
+		return;
+	}
+	if (max != 0 && limit_total(lk) >= max) {
+		server_refuse_limit(kind, name, fd, sa,
+		    REFUSED_MAX_CONNECTIONS, max);
+		return;
+	}
+	if ((slot = limit_take(sa, lk, per)) == NULL) {
+		server_refuse_limit(kind, name, fd, sa,
+		    REFUSED_MAX_PER_SOURCE, per);
+		return;
+	}
+	if (kind == LISTEN_VM_TLS || kind == LISTEN_CONSOLE_TLS) {
+		sp = xcalloc(1, sizeof *sp);
+		memcpy(&sp->ss, sa, sa->sa_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+		sp->kind = kind;
+		sp->slot = slot;
+		sp->deadline = server_now + conf->vm_negotiation_timeout + 30;
+		TAILQ_INSERT_TAIL(&server_pendings, sp, entry);
+		tls_accept(fd, TLS_SERVER, sa, sa->sa_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+		    kind, name, conf->vm_negotiation_timeout,
+		    server_tls_done);
+		return;
+	}
+	server_serve(fd, sa, kind, slot);
 }
 
 /*
@@ -290,7 +535,8 @@ server_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	evutil_make_socket_closeonexec(fd);
 	server_now = time(NULL);
 	if (acl_match(&server_conf->vm_proxy_from, sa)) {
-		proxy_accept(fd, sa, (socklen_t)salen, l->kind, l->text, server_dispatch);
+		proxy_accept(fd, sa, (socklen_t)salen, l->kind, l->text,
+		    server_dispatch);
 		return;
 	}
 	server_dispatch(fd, sa, l->kind, l->text);
@@ -352,7 +598,9 @@ server_listen(enum listener_kind kind, const char *list, int defport,
 			continue;
 		if (addr_parse_listen(word, defport, &ss, &sslen, &perr) ==
 		    -1) {
-			xasprintf(err, "[%s] listen: %s", listener_names[kind],
+			xasprintf(err, "[%s] %slisten: %s",
+			    listener_names[server_limit_kind(kind)],
+			    kind != server_limit_kind(kind) ? "tls_" : "",
 			    perr);
 			free(perr);
 			free(copy);
@@ -396,7 +644,11 @@ server_listen_all(struct config *conf, char **err)
 	    server_listen(LISTEN_CONSOLE, conf->console_listen,
 	    VSPC_PORT_CONSOLE, err) == -1 ||
 	    server_listen(LISTEN_COMPAT, conf->compat_listen,
-	    VSPC_PORT_COMPAT, err) == -1)
+	    VSPC_PORT_COMPAT, err) == -1 ||
+	    server_listen(LISTEN_VM_TLS, conf->vm_tls_listen, 13369,
+	    err) == -1 ||
+	    server_listen(LISTEN_CONSOLE_TLS, conf->console_tls_listen, 13376,
+	    err) == -1)
 		return (-1);
 	TAILQ_FOREACH_SAFE(l, &listeners, entry, l1) {
 		if (l->mark) {
@@ -430,6 +682,82 @@ server_raise_nofile(void)
 	    (unsigned long long)rl.rlim_max);
 }
 
+/*
+ * Read the certificates ([vm] tls_cert for the telnets listeners,
+ * [cluster] tls_cert for the peer link).  At start an error is fatal;
+ * on reload the old certificate stays in use and the reason is logged:
+ * established TLS connections are never touched either way.
+ */
+static int
+server_tls_setup(struct config *conf, int starting, char **err)
+{
+	char	*e = NULL;
+	int	 rv = 0;
+
+	if (tls_configure(TLS_SERVER, conf->vm_tls_cert, conf->vm_tls_key,
+	    NULL, &e) == -1) {
+		if (starting) {
+			xasprintf(err, "[vm] tls_cert: %s", e);
+			free(e);
+			return (-1);
+		}
+		log_warnx("reload: [vm] tls_cert: %s; keeping the certificate "
+		    "in use", e);
+		free(e);
+		e = NULL;
+		rv = 1;
+	}
+	if (tls_configure(TLS_PEER, conf->cluster_tls_cert,
+	    conf->cluster_tls_key, conf->cluster_tls_ca, &e) == -1) {
+		if (starting) {
+			xasprintf(err, "[cluster] tls_cert: %s", e);
+			free(e);
+			return (-1);
+		}
+		log_warnx("reload: [cluster] tls_cert: %s; keeping the "
+		    "certificate in use", e);
+		free(e);
+		rv = 1;
+	}
+	tls_set_dispatch(server_tls_done);
+	tls_set_failed(server_tls_failed);
+	if ((tls_enabled(TLS_SERVER) || tls_enabled(TLS_PEER)) &&
+	    tls_channel() == -1 && !handoff_restoring() &&
+	    tls_process_start(err) == -1)
+		return (-1);
+	return (rv);
+}
+
+/*
+ * The users file: read at start and whenever [console] users_file names
+ * another file; cmdline.c reads it again at each login if it changed.
+ */
+static int
+server_auth_setup(struct config *conf, struct config *old, char **err)
+{
+	struct auth	*a;
+
+	if (*conf->console_users_file == '\0') {
+		if (server_auth != NULL)
+			log_warnx("[console] users_file unset: the console "
+			    "port takes people without a login");
+		auth_free(server_auth);
+		server_auth = NULL;
+		return (0);
+	}
+	if (server_auth != NULL && old != NULL &&
+	    strcmp(old->console_users_file, conf->console_users_file) == 0)
+		return (0);
+	if ((a = auth_load(conf->console_users_file, err)) == NULL)
+		return (-1);
+	auth_free(server_auth);
+	server_auth = a;
+	auth_init(server_base);
+	log_info("users file %s: console logins required",
+	    conf->console_users_file);
+	return (0);
+}
+
 /* Reload the configuration; the old one stays on error. */
 int
 server_reload(char **err)
@@ -452,6 +780,9 @@ server_reload(char **err)
 	free(conf->node_id);
 	conf->node_id = xstrdup(old->node_id);
 
+	if (server_auth_setup(conf, old, err) == -1)
+		goto fail;
+	(void)server_tls_setup(conf, 0, err);
 	server_conf = conf;
 	if (server_listen_all(conf, err) == -1 ||
 	    http_reconfigure(conf, err) == -1) {
@@ -490,6 +821,10 @@ server_signal_cb(evutil_socket_t sig, short events, void *arg)
 	case SIGUSR1:
 		log_info("SIGUSR1: reopening console logs");
 		logfile_reopen_all();
+		break;
+	case SIGUSR2:
+		log_info("SIGUSR2: upgrading in place");
+		handoff_start(NULL, NULL, NULL);
 		break;
 	case SIGTERM:
 	case SIGINT:
@@ -553,7 +888,8 @@ server_start(struct config *conf, int debug)
 {
 	struct timeval	 tv = { 1, 0 };
 	char		*err = NULL;
-	int		 sigs[] = { SIGHUP, SIGUSR1, SIGTERM, SIGINT };
+	int		 sigs[] = { SIGHUP, SIGUSR1, SIGUSR2, SIGTERM,
+			    SIGINT };
 	u_int		 i;
 
 	server_conf = conf;
@@ -587,7 +923,8 @@ server_start(struct config *conf, int debug)
 			free(err);
 			return (-1);
 		}
-		if (peer_init(conf, &err) == -1) {
+		if ((handoff_restoring() ? peer_configure(conf, &err) :
+		    peer_init(conf, &err)) == -1) {
 			log_warnx("%s", err);
 			free(err);
 			return (-1);
@@ -595,6 +932,29 @@ server_start(struct config *conf, int debug)
 	} else
 		server_store = store_local_create(conf->node_id);
 
+	/* The TLS process is forked before any thread is started. */
+	if (server_tls_setup(conf, 1, &err) == -1 ||
+	    server_auth_setup(conf, NULL, &err) == -1) {
+		log_warnx("%s", err);
+		free(err);
+		return (-1);
+	}
+
+	if (handoff_restoring()) {
+		/* Everything, listeners included, comes from the old process. */
+		if (server_store->shared)
+			cluster_start();
+		handoff_restore_run();
+		if ((tls_enabled(TLS_SERVER) || tls_enabled(TLS_PEER)) &&
+		    tls_channel() == -1 && tls_process_start(&err) == -1) {
+			log_warnx("%s", err);
+			free(err);
+			return (-1);
+		}
+		log_info("vspcd %s node %s upgraded in place (store: %s)",
+		    VSPCD_VERSION, conf->node_id, server_store->ops->name);
+		return (0);
+	}
 	if (server_listen_all(conf, &err) == -1 ||
 	    http_init(conf, &err) == -1) {
 		log_warnx("%s", err);
@@ -644,6 +1004,13 @@ server_loop(void)
 	}
 	console_free_all();
 	logfile_shutdown();
+	tls_process_stop();
+	tls_shutdown();
+	auth_shutdown();
+	auth_free(server_auth);
+	server_auth = NULL;
+	while (!TAILQ_EMPTY(&server_pendings))
+		server_pending_free(TAILQ_FIRST(&server_pendings));
 	store_free(server_store);
 	for (i = 0; i < sizeof server_sigs / sizeof server_sigs[0]; i++) {
 		if (server_sigs[i] != NULL)
@@ -653,5 +1020,151 @@ server_loop(void)
 	event_free(server_tick);
 	event_base_free(server_base);
 	server_base = NULL;
+	return (0);
+}
+
+/* Hot upgrade: stop (1) or resume (0) accepting while quiescing. */
+void
+server_handoff_pause(int on)
+{
+	struct listener	*l;
+
+	tls_handoff_pause(on);
+	TAILQ_FOREACH(l, &listeners, entry) {
+		if (l->lev == NULL)
+			continue;
+		if (on)
+			evconnlistener_disable(l->lev);
+		else
+			evconnlistener_enable(l->lev);
+	}
+}
+
+/* Hot upgrade: listeners, statistics, draining and the next IDs. */
+void
+server_handoff_save(struct handoff *h)
+{
+	Vspc__Handoff__Server	  m = VSPC__HANDOFF__SERVER__INIT;
+	Vspc__Handoff__Listener	 *ls, *hs;
+	struct listener		 *l;
+	int			  hfd[16];
+	char			 *htext[16];
+	size_t			  n = 0, i;
+
+	TAILQ_FOREACH(l, &listeners, entry)
+		n++;
+	ls = xcalloc(n + 1, sizeof *ls);
+	m.listeners = xcalloc(n + 1, sizeof *m.listeners);
+	TAILQ_FOREACH(l, &listeners, entry) {
+		if (l->lev == NULL)
+			continue;
+		vspc__handoff__listener__init(&ls[m.n_listeners]);
+		ls[m.n_listeners].kind = l->kind;
+		ls[m.n_listeners].text = l->text;
+		ls[m.n_listeners].fd = handoff_add_fd(h,
+		    evconnlistener_get_fd(l->lev));
+		m.listeners[m.n_listeners] = &ls[m.n_listeners];
+		m.n_listeners++;
+	}
+	n = http_handoff_fds(hfd, htext, 16);
+	hs = xcalloc(n + 1, sizeof *hs);
+	m.http = xcalloc(n + 1, sizeof *m.http);
+	for (i = 0; i < n; i++) {
+		vspc__handoff__listener__init(&hs[i]);
+		hs[i].text = htext[i];
+		hs[i].fd = handoff_add_fd(h, hfd[i]);
+		m.http[i] = &hs[i];
+	}
+	m.n_http = n;
+	m.draining = server_draining;
+	m.stats = (uint64_t *)&server_stats;
+	m.n_stats = sizeof server_stats / sizeof(uint64_t);
+	m.next_vmotion = vmotion_next(0, 0);
+	if (tls_channel() != -1) {
+		m.has_tls = 1;
+		m.tls_fd = handoff_add_fd(h, tls_channel());
+		m.tls_pid = tls_process_pid();
+	}
+	handoff_add_msg(h, HANDOFF_REC_SERVER, &m.base);
+	free(ls);
+	free(hs);
+	free(m.listeners);
+	free(m.http);
+}
+
+/* Hot upgrade: serve the inherited listeners. */
+int
+server_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
+    char **err)
+{
+	Vspc__Handoff__Server	*m;
+	Vspc__Handoff__Listener	*ml;
+	struct listener		*l;
+	uint64_t		*st = (uint64_t *)&server_stats;
+	char			*perr;
+	size_t			 i;
+	int			 fd;
+
+	if ((m = vspc__handoff__server__unpack(NULL, len, data)) == NULL) {
+		*err = xstrdup("malformed server record");
+		return (-1);
+	}
+	for (i = 0; i < m->n_listeners; i++) {
+		ml = m->listeners[i];
+		if ((fd = handoff_take_fd(h, ml->fd)) == -1 ||
+		    ml->kind >= LISTEN_KIND_MAX) {
+			xasprintf(err, "listener %s: no descriptor", ml->text);
+			vspc__handoff__server__free_unpacked(m, NULL);
+			return (-1);
+		}
+		l = xcalloc(1, sizeof *l);
+		l->kind = ml->kind;
+		l->text = xstrdup(ml->text);
+		if (addr_parse_listen(l->text, l->kind == LISTEN_VM ?
+		    VSPC_PORT_VM : l->kind == LISTEN_CONSOLE ?
+		    VSPC_PORT_CONSOLE : l->kind == LISTEN_VM_TLS ? 13369 :
+		    l->kind == LISTEN_CONSOLE_TLS ? 13376 : VSPC_PORT_COMPAT,
+		    &l->ss, &l->sslen, &perr) == -1)
+			free(perr);
+		TAILQ_INSERT_TAIL(&listeners, l, entry);
+		l->lev = evconnlistener_new(server_base, server_accept, l,
+		    LEV_OPT_CLOSE_ON_FREE|LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+		if (l->lev == NULL) {
+			close(fd);
+			xasprintf(err, "listener %s: cannot adopt it", l->text);
+			vspc__handoff__server__free_unpacked(m, NULL);
+			return (-1);
+		}
+		evconnlistener_set_error_cb(l->lev, server_accept_error);
+		log_info("listening for %s connections on %s (inherited)",
+		    listener_names[l->kind], l->text);
+	}
+	for (i = 0; i < m->n_http; i++) {
+		ml = m->http[i];
+		if ((fd = handoff_take_fd(h, ml->fd)) == -1 ||
+		    http_adopt(fd, ml->text, err) == -1) {
+			if (*err == NULL)
+				xasprintf(err, "http listener %s: no "
+				    "descriptor", ml->text);
+			vspc__handoff__server__free_unpacked(m, NULL);
+			return (-1);
+		}
+	}
+	if (m->has_tls) {
+		if ((fd = handoff_take_fd(h, m->tls_fd)) == -1) {
+			*err = xstrdup("TLS process channel: no descriptor");
+			vspc__handoff__server__free_unpacked(m, NULL);
+			return (-1);
+		}
+		tls_adopt_channel(fd, m->tls_pid);
+		log_info("tls: TLS process %u adopted; its connections stay",
+		    m->tls_pid);
+	}
+	server_draining = m->draining;
+	for (i = 0; i < m->n_stats && i < sizeof server_stats /
+	    sizeof(uint64_t); i++)
+		st[i] = m->stats[i];
+	(void)vmotion_next(1, m->next_vmotion);
+	vspc__handoff__server__free_unpacked(m, NULL);
 	return (0);
 }

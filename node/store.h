@@ -138,6 +138,7 @@ struct store {
 	char			*node;	/* This node's identifier. */
 	int			 shared;	/* Other nodes see it. */
 	int			 connected;	/* Reachable now. */
+	u_int			 inflight;	/* Commands awaiting a reply. */
 	void			*impl;
 };
 
@@ -149,6 +150,12 @@ struct store	*store_redis_create(struct event_base *, const struct config *,
 		    char **);
 
 const char	*store_status_string(enum store_status);
+
+/* Hot upgrade (handoff.c): the in-process store's tables. */
+struct handoff;
+void		 store_local_handoff_save(struct store *, struct handoff *);
+int		 store_local_handoff_restore(struct store *, const uint8_t *,
+		     size_t, char **);
 
 /*
  * Convenience wrappers: the store is reached only through these.

@@ -33,6 +33,7 @@
 
 #include "vspcd.h"
 #include "store.h"
+#include "proto/handoff.pb-c.h"
 
 struct local_token {
 	struct hmap_entry	 entry;
@@ -355,6 +356,117 @@ store_local_create(const char *node)
 	s->connected = 1;
 	s->impl = ls;
 	return (s);
+}
+
+/* Hot upgrade: write the tokens (with the time they have left) and records. */
+void
+store_local_handoff_save(struct store *s, struct handoff *h)
+{
+	struct local_store		*ls = s->impl;
+	struct local_token		*lt;
+	struct local_console		*lc;
+	Vspc__Handoff__Store		 m = VSPC__HANDOFF__STORE__INIT;
+	Vspc__Handoff__Token		*tok;
+	Vspc__Handoff__StoreConsole	*sc;
+	time_t				 now;
+	size_t				 i;
+
+	local_expire(ls);
+	now = local_now();
+	m.epoch = ls->epoch;
+	TAILQ_FOREACH(lt, &ls->queue, qentry)
+		m.n_tokens++;
+	TAILQ_FOREACH(lc, &ls->console_list, qentry)
+		m.n_consoles++;
+	m.tokens = xcalloc(m.n_tokens + 1, sizeof *m.tokens);
+	m.consoles = xcalloc(m.n_consoles + 1, sizeof *m.consoles);
+	i = 0;
+	TAILQ_FOREACH(lt, &ls->queue, qentry) {
+		tok = xcalloc(1, sizeof *tok);
+		vspc__handoff__token__init(tok);
+		tok->token.data = lt->token;
+		tok->token.len = lt->len;
+		tok->console = lt->value.console;
+		tok->node = lt->value.node;
+		tok->id = lt->value.id;
+		tok->ttl_us = (int64_t)(lt->expires - now) * 1000000;
+		m.tokens[i++] = tok;
+	}
+	i = 0;
+	TAILQ_FOREACH(lc, &ls->console_list, qentry) {
+		sc = xcalloc(1, sizeof *sc);
+		vspc__handoff__store_console__init(sc);
+		sc->key = lc->key;
+		sc->epoch = lc->epoch;
+		sc->owner = lc->rec.owner;
+		sc->name = lc->rec.name;
+		sc->state = lc->rec.state;
+		sc->since = lc->rec.since;
+		m.consoles[i++] = sc;
+	}
+	handoff_add_msg(h, HANDOFF_REC_STORE, &m.base);
+	for (i = 0; i < m.n_tokens; i++)
+		free(m.tokens[i]);
+	for (i = 0; i < m.n_consoles; i++)
+		free(m.consoles[i]);
+	free(m.tokens);
+	free(m.consoles);
+}
+
+/* Hot upgrade: rebuild the tables from the old process's record. */
+int
+store_local_handoff_restore(struct store *s, const uint8_t *data, size_t len,
+    char **err)
+{
+	struct local_store		*ls = s->impl;
+	struct local_token		*lt;
+	struct local_console		*lc;
+	Vspc__Handoff__Store		*m;
+	Vspc__Handoff__Token		*tok;
+	Vspc__Handoff__StoreConsole	*sc;
+	time_t				 now = local_now();
+	size_t				 i;
+
+	if ((m = vspc__handoff__store__unpack(NULL, len, data)) == NULL) {
+		*err = xstrdup("malformed store record");
+		return (-1);
+	}
+	ls->epoch = m->epoch;
+	for (i = 0; i < m->n_tokens; i++) {
+		tok = m->tokens[i];
+		if (tok->token.len == 0 || tok->token.len > sizeof lt->token)
+			continue;
+		lt = xcalloc(1, sizeof *lt);
+		memcpy(lt->token, tok->token.data, tok->token.len);
+		lt->len = tok->token.len;
+		local_digest(lt->token, lt->len, lt->digest);
+		snprintf(lt->value.console, sizeof lt->value.console, "%s",
+		    tok->console);
+		snprintf(lt->value.node, sizeof lt->value.node, "%s",
+		    tok->node);
+		lt->value.id = tok->id;
+		lt->expires = now + (tok->ttl_us + 999999) / 1000000;
+		hmap_insert(&ls->tokens, &lt->entry, lt->digest);
+		TAILQ_INSERT_TAIL(&ls->queue, lt, qentry);
+	}
+	for (i = 0; i < m->n_consoles; i++) {
+		sc = m->consoles[i];
+		if (hmap_find(&ls->consoles, sc->key) != NULL)
+			continue;
+		lc = xcalloc(1, sizeof *lc);
+		lc->key = xstrdup(sc->key);
+		lc->epoch = sc->epoch;
+		snprintf(lc->rec.key, sizeof lc->rec.key, "%s", sc->key);
+		snprintf(lc->rec.owner, sizeof lc->rec.owner, "%s", sc->owner);
+		snprintf(lc->rec.name, sizeof lc->rec.name, "%s", sc->name);
+		snprintf(lc->rec.state, sizeof lc->rec.state, "%s", sc->state);
+		lc->rec.epoch = sc->epoch;
+		lc->rec.since = sc->since;
+		hmap_insert(&ls->consoles, &lc->entry, lc->key);
+		TAILQ_INSERT_TAIL(&ls->console_list, lc, qentry);
+	}
+	vspc__handoff__store__free_unpacked(m, NULL);
+	return (0);
 }
 
 /* Describe a store status for logs and people. */

@@ -22,7 +22,8 @@
  * tag, so that every key of a cluster is in one slot):
  *   P"node:"ID          hash peer, version, state, started, heartbeat,
  *                       consoles, clients, vmotions, peers; PEXPIRE node_timeout, renewed
- *                       by every heartbeat.
+ *                       by every heartbeat; protocol (peer protocol, since
+ *                       0.1.0: older records lack it).
  *   P"console:"KEY      hash owner, epoch, name, state, since.
  *   P"name:"NAME        set of the console keys with that VM name.
  *   P"vmotion:"HEX      hash token (the raw bytes), console, node, id;
@@ -630,6 +631,7 @@ req_reply(redisAsyncContext *ac, void *r, void *privdata)
 	TAILQ_REMOVE(&c->inflight, req, entry);
 	if (!req->internal && rs->inflight > 0)
 		rs->inflight--;
+	rs->s->inflight = rs->inflight;
 	if (rs->overloaded && rs->inflight < REDIS_INFLIGHT_MAX / 2) {
 		rs->overloaded = 0;
 		log_info("store: Redis commands in flight back to %u",
@@ -678,8 +680,10 @@ rconn_send(struct rconn *c, struct redis_req *req, int argc,
 		TAILQ_REMOVE(&c->inflight, req, entry);
 		if (!req->internal)
 			rs->inflight--;
+		rs->s->inflight = rs->inflight;
 		goto fail;
 	}
+	rs->s->inflight = rs->inflight;
 	rconn_arm(c);
 	return (0);
 
@@ -695,7 +699,7 @@ static int
 rconn_sendv(struct rconn *c, struct redis_req *req, int argc,
     const char **argv)
 {
-	size_t	len[24];
+	size_t	len[32];
 	int	i;
 
 	if (argc > (int)nitems(len))
@@ -2055,8 +2059,9 @@ redis_node_update(struct store *s, const struct store_node *node)
 {
 	struct redis_store	*rs = s->impl;
 	struct redis_req	*req;
-	const char		*argv[23];
+	const char		*argv[25];
 	char			 ttl[24], started[24], hb[24], consoles[16];
+	char			 protocol[16];
 	char			 clients[16], vmotions[16], peers[16], *nkey, *id, *peer, *version;
 	char			*state;
 
@@ -2073,6 +2078,8 @@ redis_node_update(struct store *s, const struct store_node *node)
 	snprintf(clients, sizeof clients, "%u", node->clients);
 	snprintf(vmotions, sizeof vmotions, "%u", node->vmotions);
 	snprintf(peers, sizeof peers, "%u", node->peers);
+	/* The peer protocol this binary speaks, beside its version. */
+	snprintf(protocol, sizeof protocol, "%u", PEER_PROTOCOL);
 	argv[0] = "EVAL";
 	argv[1] = lua_node_update;
 	argv[2] = "1";
@@ -2096,9 +2103,11 @@ redis_node_update(struct store *s, const struct store_node *node)
 	argv[20] = vmotions;
 	argv[21] = "peers";
 	argv[22] = peers;
+	argv[23] = "protocol";
+	argv[24] = protocol;
 	req = req_new(redis_done_quiet, NULL);
 	req->key = xstrdup("node update");
-	(void)rconn_sendv(CMD(rs), req, 23, argv);
+	(void)rconn_sendv(CMD(rs), req, 25, argv);
 	free(nkey);
 	free(id);
 	free(peer);

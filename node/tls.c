@@ -128,7 +128,8 @@ enum {
 	TLSMSG_ACCEPT,		/* fd: the accepted socket. */
 	TLSMSG_CONNECT,		/* fd: a connected peer-link socket. */
 	TLSMSG_DONE,		/* fd: the plain end; text = name or CN. */
-	TLSMSG_STATS		/* stats only. */
+	TLSMSG_STATS,		/* stats only. */
+	TLSMSG_FAILED		/* No fd: the handshake of sa, kind failed. */
 };
 struct tlsmsg {
 	uint32_t	 version;
@@ -149,6 +150,30 @@ static pid_t		 tls_pid;
 static struct event	*tls_chan_ev;
 static void		 (*tls_dispatch)(int, const struct sockaddr *, u_int,
 			     const char *);
+static void		 (*tls_failed)(const struct sockaddr *, u_int);
+static void		 tls_fill(struct tlsmsg *, u_int, enum tls_slot,
+			     const struct sockaddr *, socklen_t, u_int, u_int);
+static int		 tls_msg_send(int, const struct tlsmsg *, int);
+
+/*
+ * A handshake failed or timed out: the main process releases what it
+ * held for the connection (its per-source slot) and counts it.
+ */
+static void
+tls_report_failed(const struct sockaddr *sa, socklen_t salen, u_int kind)
+{
+	struct tlsmsg	m;
+
+	if (tls_is_child) {
+		tls_fill(&m, TLSMSG_FAILED, 0, sa, salen, kind, 0);
+		m.stats[0] = tls_stats.handshakes;
+		m.stats[1] = tls_stats.handshake_failed;
+		m.stats[2] = tls_stats.bytes_in;
+		m.stats[3] = tls_stats.bytes_out;
+		(void)tls_msg_send(tls_chan, &m, -1);
+	} else if (tls_failed != NULL)
+		tls_failed(sa, kind);
+}
 
 static void
 tls_error(char **err, const char *what, const char *file)
@@ -450,6 +475,8 @@ tls_handshake_done(struct tls_conn *tc)
 			tls_stats.handshake_failed++;
 			log_warnx("tls %u: %s: no verified certificate name",
 			    tc->id, tc->addr);
+			tls_report_failed((struct sockaddr *)&tc->ss,
+			    sizeof tc->ss, tc->kind);
 			tls_conn_free(tc);
 			return;
 		}
@@ -499,6 +526,8 @@ tls_enc_event(struct bufferevent *bev, short what, void *arg)
 		else
 			snprintf(buf, sizeof buf, "closed during handshake");
 		log_warnx("tls %u: %s: %s", tc->id, tc->addr, buf);
+		tls_report_failed((struct sockaddr *)&tc->ss, sizeof tc->ss,
+		    tc->kind);
 		tls_conn_free(tc);
 		return;
 	}
@@ -518,6 +547,8 @@ tls_start(int fd, SSL_CTX *ctx, int accepting, const struct sockaddr *sa,
 
 	if (ctx == NULL || (ssl = SSL_new(ctx)) == NULL) {
 		log_warnx("tls: no credentials; connection closed");
+		tls_stats.handshake_failed++;
+		tls_report_failed(sa, salen, kind);
 		close(fd);
 		return;
 	}
@@ -722,6 +753,8 @@ tls_ask(u_int type, int fd, enum tls_slot slot, const struct sockaddr *sa,
 	if (tls_msg_send(tls_chan, &m, fd) == -1) {
 		log_warn("tls: cannot pass a connection to the TLS process");
 		tls_stats.handshake_failed++;
+		if (tls_failed != NULL)
+			tls_failed(sa, kind);
 	}
 	close(fd);
 }
@@ -804,6 +837,11 @@ tls_chan_cb(evutil_socket_t sock, short events, void *arg)
 		tls_stats.handshake_failed = m.stats[1];
 		tls_stats.bytes_in = m.stats[2];
 		tls_stats.bytes_out = m.stats[3];
+		if (m.type == TLSMSG_FAILED && tls_failed != NULL &&
+		    m.salen >= sizeof(sa_family_t)) {
+			tls_failed((struct sockaddr *)m.sa, m.kind);
+			continue;
+		}
 		if (m.type != TLSMSG_DONE || fd == -1) {
 			if (fd != -1)
 				close(fd);
@@ -824,6 +862,13 @@ tls_set_dispatch(void (*dispatch)(int, const struct sockaddr *, u_int,
     const char *))
 {
 	tls_dispatch = dispatch;
+}
+
+/* Main: told when a handshake failed (sa and kind as given). */
+void
+tls_set_failed(void (*failed)(const struct sockaddr *, u_int))
+{
+	tls_failed = failed;
 }
 
 /* Child: a handshake succeeded; send the plain end to the main process. */
@@ -1009,6 +1054,28 @@ int
 tls_channel(void)
 {
 	return (tls_chan >= 0 ? tls_chan : -1);
+}
+
+/*
+ * Main: stop (1) or resume (0) taking handshaken connections while a hot
+ * upgrade quiesces; they wait in the channel for the successor.
+ */
+void
+tls_handoff_pause(int on)
+{
+	if (tls_chan_ev == NULL)
+		return;
+	if (on)
+		event_del(tls_chan_ev);
+	else
+		event_add(tls_chan_ev, NULL);
+}
+
+/* Main: the TLS process's pid, to hand to a successor (0: none). */
+pid_t
+tls_process_pid(void)
+{
+	return (tls_pid);
 }
 
 /* Main: use an inherited channel (hot upgrade) or a new one. */

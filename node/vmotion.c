@@ -189,7 +189,7 @@ vmotion_stored(enum store_status st, void *arg)
 		vmotion_hex(m->seq, m->seqlen, hex, sizeof hex);
 		us = server_monotime_us() - w->started;
 		metrics_observe(METRICS_GOAHEAD, us);
-		log_info("console %s: vMotion %s: GOAHEAD after %llu us",
+		log_debug("console %s: vMotion %s: GOAHEAD after %llu us",
 		    con->key, hex, (unsigned long long)us);
 	}
 	free(w->key);
@@ -299,7 +299,7 @@ vmotion_peered(enum store_status st, const struct store_token *val,
 		} else {
 			us = server_monotime_us() - started;
 			metrics_observe(METRICS_PEER_OK, us);
-			log_info("console %s: vMotion destination %s peered "
+			log_debug("console %s: vMotion destination %s peered "
 			    "after %llu us (source on node %s)", val->console,
 			    v->addr, (unsigned long long)us, val->node);
 		}
@@ -330,7 +330,7 @@ vmotion_peered(enum store_status st, const struct store_token *val,
 	vmotion_hex(m->seq, m->seqlen, hex, sizeof hex);
 	us = server_monotime_us() - started;
 	metrics_observe(METRICS_PEER_OK, us);
-	log_info("console %s: vMotion %s: destination %s peered after %llu us",
+	log_debug("console %s: vMotion %s: destination %s peered after %llu us",
 	    con->key, hex, v->addr, (unsigned long long)us);
 }
 
@@ -513,4 +513,28 @@ vmotion_conn_lost(struct console *con, struct vmconn *v)
 	}
 	if (con->vm == v)
 		con->vm = NULL;
+}
+
+/*
+ * Hot upgrade: the next vMotion identifier (set: take v, so that late
+ * store replies can still be told apart); returns the current one.
+ */
+uint64_t
+vmotion_next(int set, uint64_t v)
+{
+	if (set && v > vmotion_next_id)
+		vmotion_next_id = v;
+	return (vmotion_next_id);
+}
+
+/* Hot upgrade: the vMotion timer of a restored console. */
+void
+vmotion_handoff_timer(struct console *con, int64_t us)
+{
+	if (us < 0)
+		return;
+	if (con->vmotion.timer == NULL)
+		con->vmotion.timer = evtimer_new(server_base, vmotion_timer_cb,
+		    con);
+	handoff_timer_set(con->vmotion.timer, us);
 }

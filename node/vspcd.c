@@ -80,7 +80,9 @@ main(int argc, char **argv)
 			verbose++;
 			break;
 		case 'V':
-			printf("vspcd %s\n", VSPCD_VERSION);
+			printf("vspcd %s (hand-over format %d, reads %d-%d)\n",
+			    VSPCD_VERSION, HANDOFF_VERSION, HANDOFF_VERSION_MIN,
+			    HANDOFF_VERSION);
 			return (0);
 		default:
 			usage();
@@ -89,7 +91,9 @@ main(int argc, char **argv)
 	if (optind != argc)
 		usage();
 
+	handoff_init(argc, argv);
 	atexit(free_overrides);
+	atexit(handoff_free);
 	log_init(1, LOG_DAEMON);
 	log_setverbose(check ? 0 : verbose);
 
@@ -114,7 +118,8 @@ main(int argc, char **argv)
 	}
 
 	log_init(debug, LOG_DAEMON);
-	if (!debug && daemon(0, 0) == -1)
+	/* A hand-over's new process stays where the old one started it. */
+	if (!debug && !handoff_restoring() && daemon(0, 0) == -1)
 		fatal("daemon");
 	server_set_overrides(overrides, noverrides);
 	if (server_start(conf, debug) == -1)
@@ -125,6 +130,7 @@ main(int argc, char **argv)
 
 bad:
 	fprintf(stderr, "%s\n", err);
+	handoff_fail_early(err);
 	free(err);
 	config_free(conf);
 	return (1);

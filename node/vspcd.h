@@ -352,9 +352,17 @@ struct config {
 	size_t		 vm_sb_max;		/* Subnegotiation cap. */
 	u_int		 vm_expire;		/* Keep a console after all left. */
 	u_int		 vm_max_connections;
+	u_int		 vm_max_per_source;
 
 	/* [console] */
 	char		*console_listen;
+	char		*console_tls_listen;	/* Uses [vm] tls_cert, tls_key. */
+	struct acl	 console_allow;
+	char		*console_allow_text;
+	u_int		 console_max_connections;
+	u_int		 console_max_per_source;
+	u_int		 console_login_timeout;	/* Seconds. */
+	u_int		 console_login_attempts;
 	u_int		 console_replay_lines;
 	size_t		 console_history;
 	char		*console_users_file;
@@ -366,6 +374,10 @@ struct config {
 
 	/* [compat] */
 	char		*compat_listen;
+	struct acl	 compat_allow;
+	char		*compat_allow_text;
+	u_int		 compat_max_connections;
+	u_int		 compat_max_per_source;
 
 	/* [log] */
 	char		*log_dir;
@@ -390,12 +402,20 @@ struct config {
 	u_int		 cluster_redis_timeout;	/* Seconds per command. */
 	u_int		 cluster_peer_ping;	/* Seconds between pings. */
 	size_t		 cluster_peer_frame_max;
+	struct acl	 cluster_peer_allow;
+	char		*cluster_peer_allow_text;
+	char		*cluster_tls_cert;	/* Peer link mutual TLS. */
+	char		*cluster_tls_key;
+	char		*cluster_tls_ca;
 
 	/* [http] */
 	char		*http_listen;
+	struct acl	 http_allow;
+	char		*http_allow_text;
 
 	/* [control] */
 	char		*control_socket;
+	char		*control_listen;	/* TCP, "" for none. */
 };
 struct config	*config_default(void);
 int		 config_load(struct config *, const char *, char **);
@@ -569,6 +589,7 @@ struct client {
 
 	void			*cluster;	/* cluster.c's channel state. */
 	uint64_t		 stream;	/* Stream of off, when resumed. */
+	struct limit_slot	*limit;		/* Per-source slot, or NULL. */
 
 	TAILQ_ENTRY(client)	 centry;	/* On console->clients. */
 	TAILQ_ENTRY(client)	 gentry;	/* On all_clients. */
@@ -755,6 +776,7 @@ struct vmconn {
 	time_t			 created;
 	uint64_t		 bytes_in;
 	uint64_t		 bytes_out;
+	struct limit_slot	*limit;		/* Per-source slot, or NULL. */
 
 	TAILQ_ENTRY(vmconn)	 gentry;	/* On all_vmconns. */
 	TAILQ_ENTRY(vmconn)	 dentry;	/* On dead_vmconns. */
@@ -828,6 +850,14 @@ void		 peer_attach_fd(int, int, const char *);
 void		 peer_set_test_timers(u_int, u_int);
 u_int		 peer_link_count(void);
 const char	*peer_last_close(void);
+/*
+ * Hot upgrade: peer.c passes its own listeners, links and wants in its
+ * HANDOFF_REC_PEER record.  peer_adopt_listener serves a handed-over
+ * listening socket (text as in peer_listen); one already adopted for the
+ * same text makes it close the duplicate, so handoff.c may pass them too.
+ * peer_init or peer_configure must have run before peer_handoff_restore.
+ */
+void		 peer_adopt_listener(int, const char *);
 
 /*
  * cluster.c: what makes several nodes one concentrator: console ownership
@@ -837,12 +867,18 @@ const char	*peer_last_close(void);
 void		 cluster_peer_up(struct peer *);
 void		 cluster_peer_down(struct peer *);
 void		 cluster_peer_message(struct peer *, struct Vspc__Envelope *);
+/* The client_proto of CLIENT_REMOTE clients (hand-over restores them). */
+extern const struct client_proto cluster_remote_proto;
 
 void		 cluster_start(void);
 void		 cluster_stop(void);
 int		 cluster_enabled(void);
 enum attach_result cluster_attach(struct console *, struct client *,
 		     enum attach_mode);
+enum attach_result cluster_attach_at(struct console *, struct client *,
+		     enum attach_mode, uint64_t, uint64_t);
+int		 cluster_fwd_position(const struct client *, uint64_t *,
+		     uint64_t *);
 void		 cluster_client_gone(struct client *);
 void		 cluster_fwd_input(struct client *, const u_char *, size_t);
 void		 cluster_fwd_drained(struct client *, size_t);
@@ -864,8 +900,40 @@ void		 cluster_vmotion_dst_lost(struct console *);
 void		 cluster_recheck(struct console *);
 const char	*cluster_node_of(const struct console *);
 
-/* server.c */
+/*
+ * server.c.  Listener kinds: the first LISTEN_KIND_MAX are server.c's
+ * own listeners (their numbers are in hand-over records: append only);
+ * the others name listeners of other modules in refusal counters.
+ */
+enum listener_kind {
+	LISTEN_VM,
+	LISTEN_CONSOLE,
+	LISTEN_COMPAT,
+	LISTEN_VM_TLS,
+	LISTEN_CONSOLE_TLS,
+	LISTEN_KIND_MAX,
+	LISTEN_HTTP = LISTEN_KIND_MAX,
+	LISTEN_PEER,
+	LISTEN_CONTROL,
+	LISTEN_ALL_MAX
+};
+/* Why a connection was refused at accept (vspcd_connections_refused). */
+enum server_refusal {
+	REFUSED_ALLOW,
+	REFUSED_MAX_CONNECTIONS,
+	REFUSED_MAX_PER_SOURCE,
+	REFUSED_TLS,
+	REFUSED_MAX
+};
+struct auth;
+struct limit_slot;
 extern struct event_base	*server_base;
+extern struct auth		*server_auth;	/* NULL: no users_file. */
+extern struct limit_slot	*server_accept_slot;
+/* Set by peer.c: where handshaken peer-link TLS connections go. */
+extern void			(*server_peer_tls_done)(int,
+				    const struct sockaddr *, u_int,
+				    const char *);
 extern struct config		*server_conf;
 extern struct store		*server_store;
 extern struct stats		 server_stats;
@@ -880,6 +948,10 @@ void		 server_set_overrides(char **, u_int);
 uint64_t	 server_monotime_us(void);
 void		 server_set_draining(int);
 const char	*server_listener_name(u_int);
+const char	*server_refusal_name(u_int);
+void		 server_refused(u_int, enum server_refusal);
+int		 server_allowed(u_int, const struct sockaddr *, const char *);
+struct limit_slot *server_limit_take(u_int, const char *);
 
 /*
  * proxy.c: PROXY protocol v1 and v2 headers from the [vm]
@@ -989,9 +1061,12 @@ void		 tls_shutdown(void);
 int		 tls_process_start(char **);
 void		 tls_process_stop(void);
 int		 tls_channel(void);
+pid_t		 tls_process_pid(void);
+void		 tls_handoff_pause(int);
 void		 tls_adopt_channel(int, pid_t);
 void		 tls_set_dispatch(void (*)(int, const struct sockaddr *, u_int,
 		     const char *));
+void		 tls_set_failed(void (*)(const struct sockaddr *, u_int));
 
 /*
  * limit.c: connections per source address and listener kind.  A
@@ -1002,6 +1077,8 @@ struct limit_slot *limit_take(const struct sockaddr *, u_int, u_int);
 void		 limit_put(struct limit_slot *);
 u_int		 limit_count(const struct sockaddr *, u_int);
 u_int		 limit_sources(void);
+u_int		 limit_total(u_int);
+struct limit_slot *limit_take_text(const char *, u_int);
 
 /*
  * handoff.c: hot upgrade (vspcctl node upgrade, SIGUSR2).  The running
@@ -1064,6 +1141,73 @@ int		 cluster_handoff_restore(struct handoff *, const uint8_t *,
 void		 cluster_handoff_resume(void);
 /* Looking clients up by ID (IDs survive a hand-over). */
 struct client	*client_find(u_int);
+/* peer.c: serve an inherited peer listener (handed over with its fd). */
+void		 peer_adopt_listener(int, const char *);
+
+/*
+ * handoff.c's own functions and the node-local modules' hooks.  _pause:
+ * stop (1) or resume (0) reading and accepting while quiescing.
+ */
+struct ProtobufCMessage;
+struct ProtobufCBinaryData;
+struct Vspc__Handoff__Telnet;
+void		 handoff_init(int, char **);
+void		 handoff_free(void);
+void		 handoff_add_msg(struct handoff *, enum handoff_rec,
+		     const struct ProtobufCMessage *);
+int64_t		 handoff_timer_left(const struct event *);
+void		 handoff_timer_set(struct event *, int64_t);
+void		 handoff_evbuffer_bytes(struct evbuffer *,
+		     struct ProtobufCBinaryData *);
+void		 handoff_forget(void *);
+void		 handoff_fail_early(const char *);
+void		 handoff_restore_run(void);
+void		 telnet_handoff_save(const struct telnet *,
+		     struct Vspc__Handoff__Telnet *);
+void		 telnet_handoff_restore(struct telnet *,
+		     const struct Vspc__Handoff__Telnet *);
+void		 server_handoff_pause(int);
+void		 server_dispatch(int, const struct sockaddr *, u_int,
+		     const char *);
+void		 server_handoff_save(struct handoff *);
+int		 server_handoff_restore(struct handoff *, const uint8_t *,
+		     size_t, char **);
+void		 console_handoff_save(struct handoff *);
+int		 console_handoff_restore(struct handoff *, const uint8_t *,
+		     size_t, char **);
+void		 vmconn_handoff_pause(int);
+void		 vmconn_handoff_save(struct handoff *);
+int		 vmconn_handoff_restore(struct handoff *, const uint8_t *,
+		     size_t, char **);
+void		 client_handoff_pause(int);
+void		 client_handoff_save(struct handoff *);
+int		 client_handoff_restore(struct handoff *, const uint8_t *,
+		     size_t, char **);
+const struct client_proto *client_proto_find(const char *);
+const struct client_proto *control_client_proto(const char *);
+void		 control_handoff_pause(int);
+void		 control_handoff_save(struct handoff *);
+int		 control_handoff_restore(struct handoff *, const uint8_t *,
+		     size_t, char **);
+void		 control_handoff_resume(void);
+void		 proxy_handoff_pause(int);
+void		 proxy_handoff_save(struct handoff *);
+int		 proxy_handoff_restore(struct handoff *, const uint8_t *,
+		     size_t, char **);
+/*
+ * Per-kind client state (proto_data): pack into / rebuild from the
+ * kind's message in proto/handoff.proto.  NULL hooks: no state.
+ */
+size_t		 cmdline_handoff_pack(struct client *, uint8_t **);
+int		 cmdline_handoff_unpack(struct client *, const uint8_t *,
+		     size_t);
+size_t		 compat_handoff_pack(struct client *, uint8_t **);
+int		 compat_handoff_unpack(struct client *, const uint8_t *,
+		     size_t);
+int		 http_handoff_fds(int *, char **, u_int);
+int		 http_adopt(int, const char *, char **);
+uint64_t	 vmotion_next(int, uint64_t);
+void		 vmotion_handoff_timer(struct console *, int64_t);
 
 /* Statistics, exported later by the metrics endpoint. */
 struct stats {
@@ -1088,6 +1232,10 @@ struct stats {
 	uint64_t	 vmotion_timeout;
 	uint64_t	 input_dropped;
 	uint64_t	 proxy_refused;
+	/* Appended (hand-over copies the array): [listener][refusal]. */
+	uint64_t	 refused[LISTEN_ALL_MAX][REFUSED_MAX];
+	uint64_t	 login_failed;
+	uint64_t	 readonly_dropped;	/* Bytes typed by read-only users. */
 };
 
 #endif /* VSPCD_H */

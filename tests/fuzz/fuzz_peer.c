@@ -51,6 +51,7 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 /* peer.c's references, unused here. */
 struct event_base	*server_base;
+struct config		*server_conf;
 
 /* Unused: the target never opens a link. */
 uint64_t
@@ -78,6 +79,35 @@ void
 cluster_peer_message(struct peer *p, struct Vspc__Envelope *env)
 {
 	abort();
+}
+
+/* Unused: the target never hands over. */
+int
+handoff_add_fd(struct handoff *h, int fd)
+{
+	abort();
+}
+
+/* Unused: the target never hands over. */
+void
+handoff_add(struct handoff *h, enum handoff_rec t, const uint8_t *buf,
+    size_t len)
+{
+	abort();
+}
+
+/* Unused: the target never hands over. */
+int
+handoff_take_fd(struct handoff *h, int i)
+{
+	abort();
+}
+
+/* Unused: the target never hands over. */
+int
+handoff_restoring(void)
+{
+	return (0);
 }
 
 struct result {

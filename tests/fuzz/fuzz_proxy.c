@@ -46,17 +46,6 @@
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
-/* What proxy.c uses of the rest of the node, for linking only. */
-struct event_base	*server_base;
-struct config		*server_conf;
-struct stats		 server_stats;
-
-const char *
-server_listener_name(u_int kind)
-{
-	return ("fuzz");
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -55,8 +55,10 @@ if [ "$libfuzzer" = yes ]; then
 	trap 'rm -rf "$work"' EXIT INT TERM
 	mkdir "$work/corpus" "$work/artifacts"
 	cp "$corpus"/* "$work/corpus/"
+	# The node's own log goes nowhere (-close_fd_mask=2); libFuzzer's
+	# report and the sanitizers' still reach stderr.
 	"$bin" -max_total_time="${FUZZ_TIME:-20}" -timeout=10 \
-	    -rss_limit_mb=2048 -print_final_stats=1 \
+	    -rss_limit_mb=2048 -print_final_stats=1 -close_fd_mask=2 \
 	    -artifact_prefix="$work/artifacts/" "$work/corpus"
 	rc=$?
 	if [ $rc -ne 0 ]; then

@@ -33,6 +33,7 @@ TEST_SOURCE = "127.0.0.2"      # ...and in the rendered copy.
 PORT_HTTP = 13374
 NODE_ADDRS = ("10.0.0.11", "10.0.0.12", "10.0.0.13")
 PORT_VM, PORT_COMPAT, PORT_CONSOLE = 13370, 13371, 13372
+PORT_CONTROL = 13375
 STATS_SOCKET = "/run/haproxy/vspcd.sock"
 
 # Process groups still alive, killed at exit whatever happened, and
@@ -202,10 +203,12 @@ class ClusterNode(harness.Node):
     def __init__(self, name, cluster_extra=None, extra=None, options=None):
         self.peer_port = free_port() if cluster_extra is not None else None
         self.http_port = free_port()
+        self.control_port = free_port()
         # HAProxy (rendered from deploy/haproxy.cfg) connects from
         # TEST_SOURCE with a PROXY header and checks /healthz.
         merged = {"http.listen": "127.0.0.1:%d" % self.http_port,
-                  "vm.proxy_protocol_from": TEST_SOURCE}
+                  "vm.proxy_protocol_from": TEST_SOURCE,
+                  "control.listen": "127.0.0.1:%d" % self.control_port}
         if cluster_extra is not None:
             merged.update(cluster_extra)
             merged["cluster.peer_listen"] = "127.0.0.1:%d" % self.peer_port
@@ -238,13 +241,27 @@ class ClusterNode(harness.Node):
 
     @property
     def running(self):
-        return self.proc is not None and self.proc.poll() is None
+        if self.proc is not None and self.proc.poll() is None:
+            return True
+        # After a hot upgrade the process serving is not our child.
+        pid = getattr(self, "served_pid", None)
+        if pid is None or self.proc is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def stop(self):
         """SIGTERM, bounded wait; returns the exit status."""
         if self.proc is None:
             return None
+        # A process that took over by hot upgrade stops cleanly first.
+        rc_served = self.stop_served()
         rc = _reap(self.proc)
+        if rc_served is not None:
+            rc = rc_served
         self.stderr.close()
         self.proc = None
         return rc
@@ -279,6 +296,7 @@ class HAProxy:
         self.vm_port = free_port()
         self.compat_port = free_port()
         self.console_port = free_port()
+        self.control_port = free_port()
         self.stats_path = os.path.join(dir, "haproxy.sock")
         self.conf = os.path.join(dir, "haproxy.cfg")
         self.log_path = os.path.join(dir, "haproxy.log")
@@ -288,12 +306,16 @@ class HAProxy:
         m = {"%s:%d" % (VIP, PORT_VM): "127.0.0.1:%d" % self.vm_port,
              "%s:%d" % (VIP, PORT_COMPAT): "127.0.0.1:%d" % self.compat_port,
              "%s:%d" % (VIP, PORT_CONSOLE):
-                 "127.0.0.1:%d" % self.console_port}
+                 "127.0.0.1:%d" % self.console_port,
+             "%s:%d" % (VIP, PORT_CONTROL):
+                 "127.0.0.1:%d" % self.control_port}
         for addr, n in zip(NODE_ADDRS, self.nodes):
             m["%s:%d" % (addr, PORT_VM)] = "127.0.0.1:%d" % n.vm_port
             m["%s:%d" % (addr, PORT_COMPAT)] = "127.0.0.1:%d" % n.compat_port
             m["%s:%d" % (addr, PORT_CONSOLE)] = \
                 "127.0.0.1:%d" % n.console_port
+            m["%s:%d" % (addr, PORT_CONTROL)] = \
+                "127.0.0.1:%d" % n.control_port
         return m
 
     def render(self, example=HAPROXY_EXAMPLE):
@@ -333,7 +355,8 @@ class HAProxy:
                 node = [n for a, n in zip(NODE_ADDRS, self.nodes)
                         if amap.get("%s:%d" % (a, PORT_VM)) in code or
                         amap.get("%s:%d" % (a, PORT_COMPAT)) in code or
-                        amap.get("%s:%d" % (a, PORT_CONSOLE)) in code]
+                        amap.get("%s:%d" % (a, PORT_CONSOLE)) in code or
+                        amap.get("%s:%d" % (a, PORT_CONTROL)) in code]
                 if node:
                     code = code.replace(" port %d" % PORT_HTTP,
                                         " port %d" % node[0].http_port)
@@ -520,6 +543,11 @@ class Cluster:
     @property
     def compat_port(self):
         return self.haproxy.compat_port
+
+    @property
+    def control_target(self):
+        """HAProxy's control frontend, as vspcctl -c wants it."""
+        return "127.0.0.1:%d" % self.haproxy.control_port
 
     def stop(self):
         """Stop everything; returns {node name: exit status}."""

@@ -18,7 +18,7 @@ PROTOCOL = 1
 
 # Commands (enum vspc.ctl.Command).
 CLUSTER_STATUS, VM_LIST, VM_SHOW, WHO, DISCONNECT, ATTACH, INPUT, ESCAPE, \
-    LOG, DRAIN, UNDRAIN, RELOAD = range(1, 13)
+    LOG, DRAIN, UNDRAIN, RELOAD, UPGRADE = range(1, 14)
 # Attach modes (enum attach_mode in node/vspcd.h).
 MODE_DEFAULT, MODE_SPY, MODE_RO, MODE_FORCE, MODE_EXCLUSIVE = range(5)
 
@@ -46,12 +46,14 @@ def _field(num, value):
 
 
 def encode_request(command, target=None, node=None, mode=0, lines=0,
-                   follow=False, data=None, arg=None, version=PROTOCOL):
+                   follow=False, data=None, arg=None, version=PROTOCOL,
+                   resume=False, resume_stream=0, resume_offset=0):
     out = _field(1, version) + _field(2, command)
     for num, v in ((3, target), (4, node), (8, data), (9, arg)):
         if v is not None:
             out += _field(num, v)
-    for num, v in ((5, mode), (6, lines), (7, follow)):
+    for num, v in ((5, mode), (6, lines), (7, follow), (10, resume),
+                   (11, resume_stream), (12, resume_offset)):
         if v:
             out += _field(num, v)
     return out
@@ -105,14 +107,21 @@ class Reply:
         self.node = f.get(5, [b""])[0].decode()
         self.data = b"".join(f.get(14, []))
         self.text = f.get(15, [b""])[0].decode()
+        # Attach data: the stream and the offset of data's first byte.
+        self.stream = f.get(17, [0])[0]
+        self.offset = f.get(18, [0])[0]
 
 
 class CtlConn:
     """One connection to a control socket."""
 
     def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
+        if isinstance(path, tuple):
+            # ("127.0.0.1", port): a [control] listen over TCP.
+            self.sock = socket.create_connection(path, 5)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(path)
         self.buf = bytearray()
 
     def send(self, command, **kw):

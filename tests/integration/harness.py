@@ -20,6 +20,7 @@ TOP_SRCDIR = os.environ.get("TOP_SRCDIR", os.path.join(
 TOP_BUILDDIR = os.environ.get("TOP_BUILDDIR", ".")
 VSPCD = os.environ.get("VSPCD", os.path.join(TOP_BUILDDIR, "vspcd"))
 ESXISIM = os.environ.get("ESXISIM", os.path.join(TOP_BUILDDIR, "esxisim"))
+VSPCCTL = os.environ.get("VSPCCTL", os.path.join(TOP_BUILDDIR, "vspcctl"))
 
 sys.path.insert(0, os.path.join(TOP_SRCDIR, "tests", "clients"))
 sys.path.insert(0, os.path.join(TOP_SRCDIR, "tests", "sim"))
@@ -155,9 +156,50 @@ class Node:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def stop(self):
-        if self.proc is None:
+    def ctl_socket(self):
+        return os.path.join(self.dir, "control.sock")
+
+    def pid(self):
+        """The serving process's ID, from vspcctl -j cluster status: it
+        changes with a hot upgrade (the new process serves, the old one
+        that this object started has left)."""
+        import json
+        p = subprocess.run([VSPCCTL, "-s", self.ctl_socket(), "-j",
+                            "cluster", "status"], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=10)
+        if p.returncode != 0:
+            raise AssertionError("cluster status: %s" % p.stderr)
+        st = json.loads(p.stdout.decode())
+        for n in st.get("nodes", []):
+            if n.get("id") == self.name and n.get("pid"):
+                self.served_pid = n["pid"]
+                return n["pid"]
+        raise AssertionError("no pid for %s in %r" % (self.name, st))
+
+    def stop_served(self):
+        """Stop a process that took over by hot upgrade (not our child)."""
+        pid = getattr(self, "served_pid", None)
+        if pid is None or (self.proc is not None and pid == self.proc.pid):
             return None
+        self.served_pid = None
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return None
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return 0
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        return -9
+
+    def stop(self):
+        rc_served = self.stop_served()
+        if self.proc is None:
+            return rc_served
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -178,10 +220,11 @@ class Node:
 class Sim:
     """The ESXi simulator, driven through its stdin/stdout protocol."""
 
-    def __init__(self, node, args=None, host=None):
+    def __init__(self, node, args=None, host=None, prefix=None):
+        # prefix: a command to run esxisim under (e.g. ip netns exec NS).
         target = host or "127.0.0.1:%d" % node.vm_port
         self.proc = subprocess.Popen(
-            [ESXISIM, "-s", target] + (args or []),
+            list(prefix or []) + [ESXISIM, "-s", target] + (args or []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, bufsize=0)
         self.events = queue.Queue()
@@ -307,20 +350,31 @@ def telnet_strip(data, state):
 class Console:
     """A person on the console port (telnet)."""
 
-    def __init__(self, node, port=None, rcvbuf=None):
+    def __init__(self, node, port=None, rcvbuf=None, src=None, tls=None):
+        # src: a loopback source address to connect from (127.0.0.2...);
+        # tls: an ssl.SSLContext for a telnets console listener.
         self.sock = socket.socket()
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if src:
+            self.sock.bind((src, 0))
         self.sock.connect(("127.0.0.1", port or node.console_port))
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock)
         self.buf = bytearray()
         self.state = {}
         self.closed = False
 
     def fill(self, timeout):
-        r, _, _ = select.select([self.sock], [], [], timeout)
-        if not r:
-            return False
-        data = self.sock.recv(65536)
+        pending = getattr(self.sock, "pending", None)
+        if not (pending and pending()):
+            r, _, _ = select.select([self.sock], [], [], timeout)
+            if not r:
+                return False
+        try:
+            data = self.sock.recv(65536)
+        except OSError:
+            data = b""
         if not data:
             self.closed = True
             return False
@@ -459,10 +513,15 @@ class FakeVM:
     live = []
 
     def __init__(self, node, uuid=None, name="vm-test", uri=b"vSPC.py",
-                 port=None, identify=True, peer=None):
+                 port=None, identify=True, peer=None, src=None, tls=None):
+        # src: a loopback source address; tls: an ssl.SSLContext (ESXi's
+        # telnets://, TLS from the first byte).
         FakeVM.live.append(self)
         self.sock = socket.create_connection(
-            ("127.0.0.1", port or node.vm_port), 5)
+            ("127.0.0.1", port or node.vm_port), 5,
+            source_address=(src, 0) if src else None)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock)
         self.uuid = uuid or os.urandom(16)
         self.name = name
         self.rx = bytearray()      # raw bytes from the node
@@ -540,9 +599,11 @@ class FakeVM:
         self.pending = buf[i:]
 
     def poll(self, timeout=0.0):
-        r, _, _ = select.select([self.sock], [], [], timeout)
-        if not r:
-            return False
+        pending = getattr(self.sock, "pending", None)
+        if not (pending and pending()):
+            r, _, _ = select.select([self.sock], [], [], timeout)
+            if not r:
+                return False
         try:
             chunk = self.sock.recv(65536)
         except OSError:

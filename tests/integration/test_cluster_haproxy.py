@@ -59,7 +59,7 @@ class Example(unittest.TestCase):
             elif cur and cur[0] == "backend":
                 backends[cur[1]].append(ln)
         self.assertEqual(sorted(backends), ["vspcd-compat", "vspcd-console",
-                                            "vspcd-vm"])
+                                            "vspcd-control", "vspcd-vm"])
         for name, body in backends.items():
             self.assertIn("balance roundrobin", body, name)
             self.assertEqual(len([b for b in body

@@ -60,7 +60,7 @@ class Deploy(unittest.TestCase):
 
     def test_unit_settings(self):
         unit = read("vspcd.service")
-        for line in ["Type=notify", "NotifyAccess=main",
+        for line in ["Type=notify", "NotifyAccess=all",
                      "ExecReload=/bin/kill -HUP $MAINPID",
                      "Restart=on-failure", "ProtectSystem=strict",
                      "ReadWritePaths=/var/log/vspcd", "CapabilityBoundingSet=",

@@ -13,7 +13,12 @@
 # port's banner names the node); when its vspcd is killed the track
 # script fails and the other machine takes the address and answers;
 # when the first one's vspcd is back and the second's keepalived stops,
-# the address comes back.  Every process is killed and every namespace
+# the address comes back.  Through the address all along, as ESXi and
+# people do: a simulated VM (esxisim, in the client's namespace) streams
+# to whoever holds it, and a person attaching there reads what it sends;
+# after the failover the VM, seeing its connection close, reconnects to
+# the same address, lands on the other machine, and a person attaching
+# there again reads its new output.  Every process is killed and every namespace
 # deleted afterwards, also on failure.  Skipped (77) when network
 # namespaces cannot be made here (not root, no CAP_NET_ADMIN) or
 # keepalived or ip is missing; test_keepalived_config.py still runs.
@@ -30,6 +35,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keepalived_util as ku  # noqa: E402
+import harness  # noqa: E402
 from harness import VSPCD, wait_for  # noqa: E402
 
 KEEPALIVED = ku.find("keepalived", "KEEPALIVED")
@@ -133,6 +139,47 @@ while b"lists): " not in data and time.monotonic() < end:
     data += chunk
 s.close()
 sys.stdout.write(data.decode("latin-1"))
+"""
+
+
+# A person on the console port of ADDR PORT (from inside a namespace):
+# attach to VM, print the banner's node and the attach line, then read
+# until MARKER and print "got".
+PERSON = r"""
+import re, socket, sys, time
+addr, port, vm, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3], \
+    sys.argv[4].encode()
+s = socket.create_connection((addr, port), 5)
+s.settimeout(0.5)
+data = b""
+def until(what, secs):
+    global data
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        m = re.search(what, data)
+        if m:
+            return m
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    print("timeout waiting for %r; got %r" % (what, data[-300:]))
+    sys.stdout.flush()
+    sys.exit(1)
+m = until(rb"\(node (\S+)\)", 5)
+print("node %s" % m.group(1).decode())
+until(rb"lists\): ", 5)
+s.sendall(vm.encode() + b"\r")
+m = until(rb"\[(attached|spy)[^\]\r\n]*\]", 10)
+print("attach %s" % m.group(0).decode("latin-1"))
+sys.stdout.flush()
+data = data[m.end():]
+until(re.escape(marker), 20)
+print("got")
+sys.stdout.flush()
 """
 
 
@@ -257,6 +304,7 @@ class KeepalivedPairTest(unittest.TestCase):
         # The client is a third party: probes run in its namespace.
         self.client = Machine.__new__(Machine)
         self.client.ns = c
+        self.sims = []
 
     def tearDown(self):
         failed = False
@@ -270,6 +318,8 @@ class KeepalivedPairTest(unittest.TestCase):
                                  "---- machine %d vspcd ----\n%s\n" %
                                  (m.n, m.log("keepalived.log")[-6000:],
                                   m.n, m.log("vspcd.log")[-3000:]))
+        for sim in self.sims:
+            sim.stop()
         _cleanup()
         subprocess.call(["rm", "-rf", self.dir])
 
@@ -284,6 +334,66 @@ class KeepalivedPairTest(unittest.TestCase):
         wait_for(lambda: self.answering() == m.node_id, 15,
                  "%s to answer on %s" % (m.node_id, ku.VIP))
 
+    def vm_through_vip(self):
+        """esxisim in the client's namespace, one VM, connected to the
+        virtual address."""
+        sim = harness.Sim(None, [], host="%s:%d" % (ku.VIP, PORT_VM),
+                          prefix=[IP, "netns", "exec", self.client.ns])
+        _procs.append(sim.proc)
+        self.sims.append(sim)
+        sim.cmd("add 0 ka-vm 0123456789abcdeffedcba9800000000")
+        sim.cmd("connect 0")
+        sim.expect(r"^ready 0 ka-vm", timeout=15)
+        return sim
+
+    def reconnect(self, sim, timeout=30):
+        """connect 0 until the VM is ready again (the address may not
+        answer for a moment)."""
+        end = time.monotonic() + timeout
+        while True:
+            sim.cmd("connect 0")
+            try:
+                sim.expect(r"^ready 0 ka-vm", timeout=3)
+                return
+            except AssertionError:
+                if time.monotonic() > end:
+                    raise
+            sim.seen.clear()
+
+    def person_reads(self, sim, m, marker):
+        """A person attaches to ka-vm through the virtual address, on
+        machine m, and reads marker once the VM sends it."""
+        p = subprocess.Popen([IP, "netns", "exec", self.client.ns, PYTHON3,
+                              "-c", PERSON, ku.VIP, str(PORT_CONSOLE),
+                              "ka-vm", marker.decode()],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        _procs.append(p)
+        lines = []
+        try:
+            end = time.monotonic() + 30
+            while len(lines) < 2 and time.monotonic() < end:
+                line = p.stdout.readline().decode("latin-1").strip()
+                if not line:
+                    break
+                lines.append(line)
+            self.assertEqual(len(lines), 2, "person: %r" % lines)
+            self.assertEqual(lines[0], "node %s" % m.node_id,
+                             "the address is not on machine %d" % m.n)
+            self.assertRegex(lines[1], r"^attach \[(attached|spy)")
+            # Now attached: what the VM sends arrives.
+            sim.cmd("send 0 %s" % (marker + b"\r\n").hex())
+            out = p.stdout.read().decode("latin-1")
+            p.wait(30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+            p.stdout.close()
+            _procs.remove(p)
+        self.assertEqual(p.returncode, 0, "person: %r %s" % (lines, out))
+        self.assertIn("got", out)
+
     def test_failover(self):
         a, b = self.a, self.b
         for m in (a, b):
@@ -297,10 +407,20 @@ class KeepalivedPairTest(unittest.TestCase):
 
         # vspcd dies on the master: its track script fails, it gives the
         # address away, the other machine answers there.
+        # A VM streaming through the address, a person reading it there.
+        sim = self.vm_through_vip()
+        self.person_reads(sim, master, b"before the failover")
+
         master.kill_vspcd()
         self.wait_holder(backup, master)
         self.assertIsNotNone(master.keepalived)
         self.assertIsNone(master.keepalived.poll(), "keepalived exited")
+
+        # ESXi sees its connection end and connects to the address again:
+        # the other machine takes the VM; people find it there.
+        sim.expect(r"^closed 0 \S+ src", timeout=30)
+        self.reconnect(sim)
+        self.person_reads(sim, backup, b"after the failover")
 
         # Its vspcd back, the first machine is a backup again (nopreempt:
         # it does not take the address back by itself)...

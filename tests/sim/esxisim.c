@@ -81,6 +81,11 @@ int			 sim_ks1_after_ks2;
 int			 sim_unprompted;
 u_int			 sim_auto_ready;
 u_int			 sim_auto_failed;
+struct sockaddr_storage	*sim_dests;
+socklen_t		*sim_destlens;
+u_int			 sim_ndests;
+uint64_t		 sim_mv_ok;
+uint64_t		 sim_mv_fail;
 
 static struct svm	**sim_vms;
 static u_int		 sim_nvms;
@@ -97,6 +102,7 @@ static uint64_t		 sim_connect_acc;
 static uint64_t		 sim_connect_last;
 static int		 sim_binary;
 static uint32_t		 sim_rate;
+static u_int		 sim_min_write = 1;	/* --min-write. */
 static int		 sim_stay;
 static u_int		 sim_auto_total;
 static int		 sim_auto_reported;
@@ -104,6 +110,19 @@ static uint64_t		 sim_auto_start;
 static char		*sim_hexbuf[2];
 static size_t		 sim_hexsize[2];
 static int		 sim_hexnext;
+static u_int		 sim_home;		/* -s's index in sim_dests. */
+static u_int		 sim_mv_rate;		/* --vmotion-rate, per s. */
+static uint64_t		 sim_mv_acc;
+static uint64_t		 sim_mv_last;
+static uint64_t		 sim_mv_skipped;
+static u_int		 sim_mv_next;		/* Round-robin cursor. */
+static struct event	*sim_mv_ev;
+static uint32_t		*sim_lat[LAT_MAX];
+static size_t		 sim_latn[LAT_MAX];
+static size_t		 sim_latsize[LAT_MAX];
+static const char	*sim_latnames[LAT_MAX] = {
+	"goahead", "peerok", "vmotion"
+};
 
 
 /* Print one event line and flush it. */
@@ -313,7 +332,7 @@ static void
 pat_fill(struct svm *vm, uint64_t off, u_char *buf, size_t n)
 {
 	char		 line[SIM_NAME_MAX + 16];
-	uint64_t	 w, k, llen, p;
+	uint64_t	 w, k, llen, p, d;
 	size_t		 take;
 	u_int		 i;
 
@@ -326,11 +345,19 @@ pat_fill(struct svm *vm, uint64_t off, u_char *buf, size_t n)
 		return;
 	}
 	llen = vm->namelen + 13;
+	memcpy(line, vm->name, vm->namelen);
+	line[vm->namelen] = ' ';
+	line[llen - 2] = '\r';
+	line[llen - 1] = '\n';
 	while (n > 0) {
 		k = off / llen;
 		p = off % llen;
-		snprintf(line, sizeof line, "%s %010" PRIu64 "\r\n", vm->name,
-		    (uint64_t)(k % 10000000000ULL));
+		/* The 10 digits by hand: snprintf bounded bursts. */
+		d = k % 10000000000ULL;
+		for (i = 0; i < 10; i++) {
+			line[llen - 3 - i] = '0' + d % 10;
+			d /= 10;
+		}
 		take = llen - p;
 		if (take > n)
 			take = n;
@@ -380,6 +407,103 @@ sim_check_allready(void)
 }
 
 /*
+ * Load mode: latency samples and the vMotion rate.
+ */
+
+/* Record one latency sample (microseconds) of kind which. */
+void
+sim_lat_add(int which, uint64_t us)
+{
+	if (sim_latn[which] == sim_latsize[which]) {
+		sim_latsize[which] = sim_latsize[which] == 0 ? 1024 :
+		    sim_latsize[which] * 2;
+		sim_lat[which] = xreallocarray(sim_lat[which],
+		    sim_latsize[which], sizeof *sim_lat[which]);
+	}
+	sim_lat[which][sim_latn[which]++] = us > UINT32_MAX ? UINT32_MAX : us;
+}
+
+static int
+lat_cmp(const void *a, const void *b)
+{
+	uint32_t	x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x < y ? -1 : x > y);
+}
+
+static uint32_t
+lat_pct(const uint32_t *v, size_t n, u_int pct)
+{
+	size_t	i;
+
+	if (n == 0)
+		return (0);
+	i = (n * pct + 99) / 100;
+	return (v[i == 0 ? 0 : i - 1]);
+}
+
+/* The lat command: percentiles of every kind, then the counters. */
+static void
+cmd_lat(int argc, char **argv)
+{
+	uint32_t	*v;
+	size_t		 n;
+	int		 i;
+
+	if (argc > 1 && strcmp(argv[1], "reset") == 0) {
+		for (i = 0; i < LAT_MAX; i++)
+			sim_latn[i] = 0;
+		sim_mv_ok = sim_mv_fail = sim_mv_skipped = 0;
+		ev_print("lat reset");
+		return;
+	}
+	for (i = 0; i < LAT_MAX; i++) {
+		n = sim_latn[i];
+		v = xreallocarray(NULL, n + 1, sizeof *v);
+		memcpy(v, sim_lat[i], n * sizeof *v);
+		qsort(v, n, sizeof *v, lat_cmp);
+		ev_print("lat %s n=%zu p50=%u p90=%u p99=%u max=%u",
+		    sim_latnames[i], n, lat_pct(v, n, 50), lat_pct(v, n, 90),
+		    lat_pct(v, n, 99), n > 0 ? v[n - 1] : 0);
+		free(v);
+	}
+	ev_print("lat vmotions ok=%" PRIu64 " fail=%" PRIu64 " skipped=%"
+	    PRIu64, sim_mv_ok, sim_mv_fail, sim_mv_skipped);
+}
+
+/* Start the vMotions that --vmotion-rate's credit allows. */
+static void
+sim_mv_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct svm	*vm;
+	uint64_t	 now = now_us();
+	u_int		 tries, dest;
+
+	sim_mv_acc += (now - sim_mv_last) * sim_mv_rate;
+	sim_mv_last = now;
+	/* At most 100 ms of credit: no catch-up storm after a stall. */
+	if (sim_mv_acc > (uint64_t)sim_mv_rate * 100000 + 1000000)
+		sim_mv_acc = (uint64_t)sim_mv_rate * 100000 + 1000000;
+	tries = 0;
+	while (sim_mv_acc >= 1000000 && sim_nvms > 0) {
+		if (tries++ >= sim_nvms) {
+			/* Every VM is busy or not ready. */
+			sim_mv_skipped += sim_mv_acc / 1000000;
+			sim_mv_acc %= 1000000;
+			break;
+		}
+		vm = sim_vms[sim_mv_next];
+		sim_mv_next = (sim_mv_next + 1) % sim_nvms;
+		if (vm == NULL)
+			continue;
+		dest = sim_ndests > 1 ? (vm->node + 1) % sim_ndests : 0;
+		if (smv_start_load(vm, dest) == -1)
+			continue;
+		sim_mv_acc -= 1000000;
+	}
+}
+
+/*
  * VMs: the pattern stream.
  */
 
@@ -400,8 +524,8 @@ sim_tick(evutil_socket_t fd, short what, void *arg)
 		}
 		/* At most 200 ms of credit: a blocked VM does not burst. */
 		cap = (uint64_t)vm->rate * 200000;
-		if (cap < 1000000)
-			cap = 1000000;
+		if (cap < (uint64_t)sim_min_write * 1000000)
+			cap = (uint64_t)sim_min_write * 1000000;
 		vm->acc += (uint64_t)vm->rate * dt;
 		if (vm->acc > cap)
 			vm->acc = cap;
@@ -445,7 +569,7 @@ svm_pump(struct svm *vm)
 		return;
 	while (c->outlen == c->outoff && !(c->flags & SC_DEAD)) {
 		want = vm->burst + vm->acc / 1000000;
-		if (want == 0)
+		if (want == 0 || (vm->burst == 0 && want < sim_min_write))
 			break;
 		if (++rounds > SIM_PUMP_MAX) {
 			/* Writable still: come back next turn. */
@@ -518,6 +642,7 @@ svm_add(u_int idx, const char *name, const u_char *uuid, const char *uri)
 		vm->uri = xstrdup(uri);
 	if (sim_binary)
 		vm->flags |= VM_BINARY;
+	vm->node = sim_home;
 	sim_vms[idx] = vm;
 	return (vm);
 }
@@ -710,6 +835,10 @@ sim_command(char *line)
 		cmd_add(argc, argv);
 		return;
 	}
+	if (strcmp(argv[0], "lat") == 0) {
+		cmd_lat(argc, argv);
+		return;
+	}
 	if (argc < 2) {
 		ev_print("error - bad-command %s", argv[0]);
 		return;
@@ -821,8 +950,10 @@ usage(void)
 	    "[-n count] [-p prefix]\n"
 	    "\t[-u uuid] [--uri uri] [--rate bytes/s] "
 	    "[--pattern text|binary]\n"
-	    "\t[--connect-rate n] [--max-pending n] [--dest host:port]\n"
-	    "\t[--ks1-after-ks2] [--unprompted] [--trace] [--stay]\n");
+	    "\t[--connect-rate n] [--max-pending n] "
+	    "[--dest host:port[,host:port...]]\n"
+	    "\t[--vmotion-rate n] [--min-write n] [--ks1-after-ks2] [--unprompted] [--trace] "
+	    "[--stay]\n");
 	exit(1);
 }
 
@@ -836,7 +967,9 @@ enum {
 	OPT_KS1,
 	OPT_UNPROMPTED,
 	OPT_TRACE,
-	OPT_STAY
+	OPT_STAY,
+	OPT_VMOTION_RATE,
+	OPT_MIN_WRITE
 };
 
 static const struct option sim_longopts[] = {
@@ -850,6 +983,8 @@ static const struct option sim_longopts[] = {
 	{ "unprompted", no_argument, NULL, OPT_UNPROMPTED },
 	{ "trace", no_argument, NULL, OPT_TRACE },
 	{ "stay", no_argument, NULL, OPT_STAY },
+	{ "vmotion-rate", required_argument, NULL, OPT_VMOTION_RATE },
+	{ "min-write", required_argument, NULL, OPT_MIN_WRITE },
 	{ NULL, 0, NULL, 0 }
 };
 
@@ -857,6 +992,7 @@ int
 main(int argc, char **argv)
 {
 	struct rlimit	 rl;
+	struct timeval	 tv;
 	u_char		 base[16];
 	const char	*prefix = "vm-";
 	char		*s, *p, *a;
@@ -898,7 +1034,7 @@ main(int argc, char **argv)
 				fatalx("prefix too long");
 			break;
 		case 'q':
-			sim_quiet = 1;
+			sim_quiet++;	/* -qq: no per-vMotion events. */
 			break;
 		case 'u':
 			if (unhex(optarg, base, sizeof base) != 16)
@@ -925,8 +1061,33 @@ main(int argc, char **argv)
 				sim_max_pending = 1;
 			break;
 		case OPT_DEST:
-			if (parse_addr(optarg, &sim_dest, &sim_destlen) == -1)
+			p = s = xstrdup(optarg);
+			while ((a = strsep(&p, ",")) != NULL) {
+				if (*a == '\0')
+					continue;
+				sim_dests = xreallocarray(sim_dests,
+				    sim_ndests + 1, sizeof *sim_dests);
+				sim_destlens = xreallocarray(sim_destlens,
+				    sim_ndests + 1, sizeof *sim_destlens);
+				if (parse_addr(a, &sim_dests[sim_ndests],
+				    &sim_destlens[sim_ndests]) == -1)
+					fatalx("bad dest address %s", a);
+				sim_ndests++;
+			}
+			free(s);
+			if (sim_ndests == 0)
 				fatalx("bad dest address %s", optarg);
+			/* The first is every vMotion's default. */
+			memcpy(&sim_dest, &sim_dests[0], sizeof sim_dest);
+			sim_destlen = sim_destlens[0];
+			break;
+		case OPT_VMOTION_RATE:
+			sim_mv_rate = strtoul(optarg, NULL, 10);
+			break;
+		case OPT_MIN_WRITE:
+			sim_min_write = strtoul(optarg, NULL, 10);
+			if (sim_min_write == 0)
+				sim_min_write = 1;
 			break;
 		case OPT_KS1:
 			sim_ks1_after_ks2 = 1;
@@ -946,6 +1107,21 @@ main(int argc, char **argv)
 	}
 	if (optind != argc || sim_serverlen == 0)
 		usage();
+	if (sim_ndests == 0) {
+		sim_dests = xmalloc(sizeof *sim_dests);
+		sim_destlens = xmalloc(sizeof *sim_destlens);
+		memcpy(&sim_dests[0], &sim_server, sizeof sim_server);
+		sim_destlens[0] = sim_serverlen;
+		sim_ndests = 1;
+	}
+	/* A VM starts on the -s node: find it in the --dest list. */
+	for (sim_home = 0; sim_home < sim_ndests; sim_home++)
+		if (sim_destlens[sim_home] == sim_serverlen &&
+		    memcmp(&sim_dests[sim_home], &sim_server,
+		    sim_serverlen) == 0)
+			break;
+	if (sim_home == sim_ndests)
+		sim_home = 0;
 
 	/* Thousands of VMs need thousands of descriptors. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -964,6 +1140,12 @@ main(int argc, char **argv)
 	sim_stdin_ev = event_new(sim_base, STDIN_FILENO, EV_READ | EV_PERSIST,
 	    sim_stdin, NULL);
 	event_add(sim_stdin_ev, NULL);
+	if (sim_mv_rate > 0) {
+		sim_mv_last = now_us();
+		sim_mv_ev = event_new(sim_base, -1, EV_PERSIST, sim_mv_tick,
+		    NULL);
+		event_add(sim_mv_ev, ms_tv(&tv, 5));
+	}
 
 	if (count > 0)
 		sim_auto_create(count, prefix, base);

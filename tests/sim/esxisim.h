@@ -119,6 +119,7 @@ struct svm {
 	uint64_t		 recv;		/* In-band bytes in. */
 	u_char			*token;		/* Last key. */
 	size_t			 tokenlen;
+	u_int			 node;		/* Index in sim_dests. */
 	TAILQ_ENTRY(svm)	 qentry;
 	TAILQ_ENTRY(svm)	 sentry;
 };
@@ -159,6 +160,7 @@ struct smv {
 	int			 flags;
 #define MV_GOAHEAD	0x1	/* Got GOAHEAD: ABORT on failure. */
 #define MV_OK		0x2	/* Result if we end up aborting. */
+#define MV_LOAD		0x4	/* Started by --vmotion-rate. */
 	u_char			 seq[32];
 	size_t			 seqlen;
 	u_char			 seq2[32];
@@ -174,6 +176,15 @@ struct smv {
 	uint64_t		 tbegin;
 	uint64_t		 tpeer;
 	const char		*detail;
+	u_int			 destidx;	/* Load: index in sim_dests. */
+};
+
+/* Latency samples (microseconds) for the lat command. */
+enum sim_lat {
+	LAT_GOAHEAD,		/* BEGIN -> GOAHEAD. */
+	LAT_PEEROK,		/* PEER -> PEER-OK. */
+	LAT_VMOTION,		/* Whole successful vMotion. */
+	LAT_MAX
 };
 
 extern struct event_base	*sim_base;
@@ -194,6 +205,11 @@ extern int			 sim_ks1_after_ks2;
 extern int			 sim_unprompted;
 extern u_int			 sim_auto_ready;
 extern u_int			 sim_auto_failed;
+extern struct sockaddr_storage	*sim_dests;
+extern socklen_t		*sim_destlens;
+extern u_int			 sim_ndests;
+extern uint64_t			 sim_mv_ok;
+extern uint64_t			 sim_mv_fail;
 
 /* esxisim.c */
 void		 ev_print(const char *, ...)
@@ -209,6 +225,7 @@ void		 sim_check_allready(void);
 void		 sim_connq_pump(void);
 void		 svm_pump(struct svm *);
 void		 svm_resume(struct svm *);
+void		 sim_lat_add(int, uint64_t);
 
 /* sconn.c */
 struct sconn	*sc_connect(struct svm *, int, struct sockaddr_storage *,
@@ -221,6 +238,7 @@ void		 sc_reap(evutil_socket_t, short, void *);
 
 /* smv.c */
 void		 smv_start(struct svm *, int, char **);
+int		 smv_start_load(struct svm *, u_int);
 void		 smv_finish(struct smv *, int, const char *);
 void		 smv_on_goahead(struct smv *, const u_char *, size_t);
 void		 smv_on_notnow(struct smv *, const u_char *, size_t);

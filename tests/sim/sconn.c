@@ -280,7 +280,8 @@ sc_e8_start(struct sconn *c)
 		sc_cmd(c, TEL_WILL, TELOPT_COMPORT);
 	}
 	mv->tpeer = now_us();
-	ev_print("peer %u %s", vm->idx, hex(mv->key, mv->keylen));
+	if (sim_quiet < 2)
+		ev_print("peer %u %s", vm->idx, hex(mv->key, mv->keylen));
 }
 
 /* The server answered WILL AUTH: release WILL e8. */
@@ -803,7 +804,9 @@ sc_close(struct sconn *c, const char *reason)
 	c->fd = -1;
 	TAILQ_INSERT_TAIL(&sim_reapq, c, rentry);
 	event_active(sim_reap_ev, EV_TIMEOUT, 0);
-	ev_print("closed %u %s %s", vm->idx, reason, sc_rolename(c));
+	if (sim_quiet < 2 || strncmp(reason, "vmotion", 7) != 0)
+		ev_print("closed %u %s %s", vm->idx, reason,
+		    sc_rolename(c));
 
 	if (c->flags & SC_PENDING) {
 		if ((vm->flags & VM_AUTO) && !(vm->flags & VM_EVERREADY)) {

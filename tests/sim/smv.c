@@ -83,9 +83,15 @@ smv_finish(struct smv *mv, int ok, const char *detail)
 	mv->dst = NULL;
 	if (dst != NULL && dst != vm->conn)
 		sc_close(dst, "vmotion-cleanup");
-	ev_print("vmotion-done %u %s %s %s %" PRIu64, vm->idx,
-	    smv_variants[mv->variant], ok ? "ok" : "fail", detail,
-	    now_us() - mv->tbegin);
+	if (ok) {
+		sim_mv_ok++;
+		sim_lat_add(LAT_VMOTION, now_us() - mv->tbegin);
+	} else
+		sim_mv_fail++;
+	if (sim_quiet < 2 || !ok)
+		ev_print("vmotion-done %u %s %s %s %" PRIu64, vm->idx,
+		    smv_variants[mv->variant], ok ? "ok" : "fail", detail,
+		    now_us() - mv->tbegin);
 	event_free(mv->timer);
 	free(mv);
 	svm_resume(vm);
@@ -125,7 +131,8 @@ static void
 smv_begin(struct smv *mv, const u_char *seq)
 {
 	sc_vmw(mv->vm->conn, VMW_VMOTION_BEGIN, seq, mv->seqlen);
-	ev_print("begin %u %s", mv->vm->idx, hex(seq, mv->seqlen));
+	if (sim_quiet < 2)
+		ev_print("begin %u %s", mv->vm->idx, hex(seq, mv->seqlen));
 }
 
 static void
@@ -158,6 +165,8 @@ smv_switched(struct smv *mv)
 	vm->token = xmalloc(mv->keylen);
 	memcpy(vm->token, mv->key, mv->keylen);
 	vm->tokenlen = mv->keylen;
+	if (mv->flags & MV_LOAD)
+		vm->node = mv->destidx;
 	smv_finish(mv, 1, "switched");
 }
 
@@ -165,7 +174,8 @@ static void
 smv_send_complete(struct smv *mv)
 {
 	sc_vmw(mv->dst, VMW_VMOTION_COMPLETE, mv->seq, mv->seqlen);
-	ev_print("complete %u", mv->vm->idx);
+	if (sim_quiet < 2)
+		ev_print("complete %u", mv->vm->idx);
 }
 
 static void
@@ -238,9 +248,12 @@ smv_on_goahead(struct smv *mv, const u_char *p, size_t len)
 		}
 		return;
 	}
-	ev_print("goahead %u %s %s %" PRIu64, vm->idx, hex(p, mv->seqlen),
-	    len > mv->seqlen ? hex(p + mv->seqlen, len - mv->seqlen) : "-",
-	    us);
+	if (sim_quiet < 2)
+		ev_print("goahead %u %s %s %" PRIu64, vm->idx,
+		    hex(p, mv->seqlen), len > mv->seqlen ?
+		    hex(p + mv->seqlen, len - mv->seqlen) : "-", us);
+	if (mv->state == MVS_ANSWER)
+		sim_lat_add(LAT_GOAHEAD, us);
 	if (mv->state == MVS_NOTNOW2) {
 		smv_fail(mv, 0, "goahead-for-second-begin");
 		return;
@@ -318,15 +331,17 @@ void
 smv_on_peerok(struct smv *mv, const u_char *p, size_t len)
 {
 	struct svm	*vm = mv->vm;
+	uint64_t	 us = now_us() - mv->tpeer;
 	int		 good;
 
-	ev_print("peerok %u %s %" PRIu64, vm->idx, hex(p, len),
-	    now_us() - mv->tpeer);
+	if (sim_quiet < 2)
+		ev_print("peerok %u %s %" PRIu64, vm->idx, hex(p, len), us);
 	if (mv->state != MVS_PEEROK) {
 		ev_print("error %u late-peerok", vm->idx);
 		return;
 	}
 	evtimer_del(mv->timer);
+	sim_lat_add(LAT_PEEROK, us);
 	good = (len == mv->seqlen && memcmp(p, mv->seq, len) == 0) ||
 	    (len == mv->keylen && memcmp(p, mv->key, len) == 0);
 	switch (mv->variant) {
@@ -501,4 +516,39 @@ smv_start(struct svm *vm, int argc, char **argv)
 bad:
 	free(mv);
 	ev_print("error %u bad-vmotion-argument %s", vm->idx, argv[i]);
+}
+
+/*
+ * A load-mode vMotion (--vmotion-rate): variant ok, the real ESXi order
+ * (source FIN and COMPLETE in the same turn), to sim_dests[destidx].
+ * Events are left out with -qq; the lat command reports the times.
+ * Return -1 if the VM cannot move now.
+ */
+int
+smv_start_load(struct svm *vm, u_int destidx)
+{
+	struct smv	*mv;
+
+	if (vm->mv != NULL || vm->conn == NULL || !(vm->flags & VM_READY) ||
+	    destidx >= sim_ndests)
+		return (-1);
+	mv = xcalloc(1, sizeof *mv);
+	mv->vm = vm;
+	mv->flags = MV_LOAD;
+	mv->timeout = 5000;
+	mv->gap = 0;
+	mv->order = MVO_FINFIRST;
+	mv->destidx = destidx;
+	memcpy(&mv->dest, &sim_dests[destidx], sizeof mv->dest);
+	mv->destlen = sim_destlens[destidx];
+	RAND_bytes(mv->seq, 4);
+	mv->seqlen = 4;
+	mv->timer = evtimer_new(sim_base, smv_timer, mv);
+	mv->tbegin = now_us();
+	vm->mv = mv;
+	vm->flags |= VM_PAUSED;
+	mv->state = MVS_ANSWER;
+	smv_begin(mv, mv->seq);
+	smv_timer_set(mv, mv->timeout);
+	return (0);
 }

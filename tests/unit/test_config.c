@@ -305,10 +305,7 @@ test_every_key(void **state)
 	assert_int_equal(conf->cluster_peer_frame_max, 1024 * 1024);
 	assert_string_equal(conf->http_listen, "");
 	assert_string_equal(conf->control_socket, "/tmp/c.sock");
-	/* Parsed, but refused by this version: no telnets yet. */
-	assert_int_equal(config_check(conf, &err), -1);
-	assert_non_null(strstr(err, "[vm] tls_listen"));
-	free(err);
+	assert_int_equal(config_check(conf, &err), 0);
 	config_free(conf);
 }
 
@@ -651,21 +648,41 @@ test_check(void **state)
 	    "[vm] tls_listen: needs tls_cert and tls_key");
 	free(err);
 	set_ok(conf, "vm.tls_cert=/c");
-	set_ok(conf, "vm.tls_key=/k");
 	assert_int_equal(config_check(conf, &err), -1);
-	assert_string_equal(err, "[vm] tls_listen: this version of vspcd "
-	    "does not serve telnets; leave it empty");
+	assert_string_equal(err,
+	    "[vm] tls_listen: needs tls_cert and tls_key");
 	free(err);
+	set_ok(conf, "vm.tls_key=/k");
+	assert_int_equal(config_check(conf, &err), 0);
+	/* The console port's telnets uses the same certificate. */
+	set_ok(conf, "console.tls_listen=127.0.0.1:13376");
+	assert_int_equal(config_check(conf, &err), 0);
 	set_ok(conf, "vm.tls_listen=");
+	set_ok(conf, "vm.tls_cert=");
+	set_ok(conf, "vm.tls_key=");
+	assert_int_equal(config_check(conf, &err), -1);
+	assert_string_equal(err, "[console] tls_listen: needs [vm] tls_cert "
+	    "and tls_key (one certificate for both)");
+	free(err);
+	set_ok(conf, "console.tls_listen=");
 	assert_int_equal(config_check(conf, &err), 0);
 
-	/* Protections this version cannot give are refused, not ignored. */
-	set_ok(conf, "console.users_file=/etc/vspcd/users");
+	/* Peer link mutual TLS needs certificate, key and CA. */
+	set_ok(conf, "cluster.tls_cert=/n1.pem");
+	set_ok(conf, "cluster.tls_key=/n1-key.pem");
 	assert_int_equal(config_check(conf, &err), -1);
-	assert_non_null(strstr(err, "[console] users_file"));
+	assert_non_null(strstr(err, "needs all three"));
 	free(err);
-	set_ok(conf, "console.users_file=");
+	set_ok(conf, "cluster.tls_ca=/ca.pem");
 	assert_int_equal(config_check(conf, &err), 0);
+	set_ok(conf, "cluster.tls_cert=");
+	set_ok(conf, "cluster.tls_key=");
+	set_ok(conf, "cluster.tls_ca=");
+
+	/* Logins on the console port. */
+	set_ok(conf, "console.users_file=/etc/vspcd/users");
+	assert_int_equal(config_check(conf, &err), 0);
+	set_ok(conf, "console.users_file=");
 
 	/* PROXY headers are read: a balancer's address is accepted. */
 	set_ok(conf, "vm.proxy_protocol_from=10.0.0.1, ::1");

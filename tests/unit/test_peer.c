@@ -25,11 +25,18 @@
  * wire format is checked independently of peer.c.  The cluster hooks are
  * stubs that record their calls.  Waits are bounded loops on the event
  * base with a deadline; nothing asserts on how long something took.
+ *
+ * Hot upgrade: a fake node/handoff.c keeps the record and dup()s the
+ * descriptors; the "old process" is peer_shutdown() (which only closes
+ * its descriptors, so the connection stays up through the dups) and the
+ * "new process" is the same module configured afresh and restored.
  */
 
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,11 +57,13 @@
 
 #include "vspcd.h"
 #include "proto/vspc.pb-c.h"
+#include "proto/handoff_cluster.pb-c.h"
 
 #define SECRET_A	"correct horse battery staple"
 #define SECRET_B	"another secret, also long enough"
 
 struct event_base	*server_base;
+struct config		*server_conf;
 
 static char		 tmpdir[256];
 static char		*secret_a;
@@ -67,6 +76,57 @@ static u_int		 n_msg;
 static char		 msg_node[64];
 static int		 msg_case;
 static char		 msg_text[256];
+
+/* The fake hand-over: descriptors dup()ed, the last record kept. */
+#define HO_FDS		16
+static int		 ho_fds[HO_FDS];
+static int		 ho_nfds;
+static uint8_t		*ho_rec;
+static size_t		 ho_len;
+static int		 ho_type;
+static int		 ho_restoring;
+
+/* Stub of node/handoff.c: pass a descriptor. */
+int
+handoff_add_fd(struct handoff *h, int fd)
+{
+	assert_true(ho_nfds < HO_FDS);
+	ho_fds[ho_nfds] = dup(fd);
+	assert_true(ho_fds[ho_nfds] != -1);
+	return (ho_nfds++);
+}
+
+/* Stub of node/handoff.c: keep the record. */
+void
+handoff_add(struct handoff *h, enum handoff_rec type, const uint8_t *buf,
+    size_t len)
+{
+	free(ho_rec);
+	ho_rec = xmalloc(len + 1);
+	memcpy(ho_rec, buf, len);
+	ho_len = len;
+	ho_type = type;
+}
+
+/* Stub of node/handoff.c: take a descriptor once. */
+int
+handoff_take_fd(struct handoff *h, int i)
+{
+	int	fd;
+
+	if (i < 0 || i >= ho_nfds || ho_fds[i] == -1)
+		return (-1);
+	fd = ho_fds[i];
+	ho_fds[i] = -1;
+	return (fd);
+}
+
+/* Stub of node/handoff.c. */
+int
+handoff_restoring(void)
+{
+	return (ho_restoring);
+}
 
 /* Stand-in for server.c's clock. */
 uint64_t
@@ -236,6 +296,12 @@ static int
 no_links(void)
 {
 	return (peer_link_count() == 0);
+}
+
+static int
+one_link(void)
+{
+	return (peer_link_count() == 1);
 }
 
 static int
@@ -816,6 +882,10 @@ test_raw_protocol(void **state)
 	assert_true(raw_wait_eof(&r));
 	assert_int_equal(n_up, 0);
 	assert_non_null(strstr(peer_last_close(), "peer protocol 2"));
+	/* Both software versions, for the operator of a mixed cluster. */
+	assert_non_null(strstr(peer_last_close(), "(vspcd test)"));
+	assert_non_null(strstr(peer_last_close(), "(vspcd " VSPCD_VERSION
+	    ")"));
 	raw_free(&r);
 
 	raw_pair(&r, 0);
@@ -1067,6 +1137,223 @@ test_want(void **state)
 	assert_int_equal(n_down, 2);
 }
 
+/* Forget the fake hand-over's record and close what was not taken. */
+static void
+ho_reset(void)
+{
+	int	i;
+
+	for (i = 0; i < ho_nfds; i++) {
+		if (ho_fds[i] != -1)
+			close(ho_fds[i]);
+		ho_fds[i] = -1;
+	}
+	ho_nfds = 0;
+	free(ho_rec);
+	ho_rec = NULL;
+	ho_len = 0;
+	ho_type = 0;
+	ho_restoring = 0;
+}
+
+/*
+ * Save the module, let the old one go (closing only its own descriptors)
+ * and restore a fresh one configured as node "a".
+ */
+static void
+ho_upgrade(u_int links, u_int fds)
+{
+	char	*err = NULL;
+	char	 why[128];
+
+	assert_int_equal(peer_handoff_busy(why, sizeof why), 0);
+	peer_handoff_save(NULL);
+	assert_non_null(ho_rec);
+	assert_int_equal(ho_type, HANDOFF_REC_PEER);
+	assert_int_equal(ho_nfds, fds);
+
+	peer_shutdown();
+	ho_restoring = 1;
+	identity("a", "c1", secret_a, 0);
+	if (peer_handoff_restore(NULL, ho_rec, ho_len, &err) != 0)
+		fail_msg("peer_handoff_restore: %s", err);
+	assert_int_equal(peer_link_count(), links);
+	/* Nothing runs before the commit: no event was added. */
+	run_until(never, 20);
+	ho_restoring = 0;
+	peer_handoff_resume();
+}
+
+/* A Notice whose text is "seq N" and padding, to fill the socket. */
+static void
+seq_env(Vspc__Envelope *env, Vspc__Notice *n, char *text, size_t size,
+    u_int seq)
+{
+	int	len;
+
+	len = snprintf(text, size, "seq %06u ", seq);
+	memset(text + len, 'x', size - len - 1);
+	text[size - 1] = '\0';
+	notice_env(env, n, text);
+	n->channel = seq;
+}
+
+/*
+ * A READY link survives a hand-over byte for byte: half a frame read by
+ * the old process is completed by the other node and dispatched by the
+ * new one; frames the old process could not write are all delivered,
+ * once and in order; the peer stays up without a second
+ * cluster_peer_up() or any cluster_peer_down() seen by the new module.
+ */
+static void
+test_handoff_link(void **state)
+{
+	struct raw	 r;
+	Vspc__Envelope	 env = VSPC__ENVELOPE__INIT, *got;
+	Vspc__Notice	 n;
+	Vspc__Ping	 ping = VSPC__PING__INIT;
+	struct peer	*p;
+	char		 text[4096];
+	u_char		 buf[256];
+	size_t		 len, half;
+	u_int		 sent, seen, pongs, downs;
+
+	raw_pair(&r, 0);
+	raw_handshake(&r, SECRET_A);
+	assert_true(run_until(one_up, 5000));
+	p = peer_find("r");
+	assert_non_null(p);
+
+	notice_env(&env, &n, "after the upgrade");
+	len = frame(&env, buf, sizeof buf);
+	half = len / 2;
+	raw_write(&r, buf, half);
+	run_until(never, 50);
+	assert_int_equal(n_msg, 0);
+
+	/* Queue until the socket takes no more, then a few frames more. */
+	for (sent = 0; peer_queued(p) == 0 || sent < 8; sent++) {
+		assert_true(sent < 10000);
+		seq_env(&env, &n, text, sizeof text, sent);
+		assert_int_equal(peer_send(p, &env), 0);
+	}
+	for (; sent % 8 != 0; sent++) {
+		seq_env(&env, &n, text, sizeof text, sent);
+		assert_int_equal(peer_send(p, &env), 0);
+	}
+	assert_true(peer_queued(p) > 0);
+
+	ho_upgrade(1, 1);
+	downs = n_down;
+	assert_int_equal(n_up, 1);
+	assert_int_equal(peer_count(), 1);
+	assert_non_null(p = peer_find("r"));
+	assert_string_equal(peer_addr(p), "127.0.0.1:20001");
+
+	/* The other half of the frame the old process had begun. */
+	raw_write(&r, buf + half, len - half);
+	assert_true(run_until(got_msg, 5000));
+	assert_int_equal(msg_case, VSPC__ENVELOPE__MSG_NOTICE);
+	assert_string_equal(msg_text, "after the upgrade");
+	assert_string_equal(msg_node, "r");
+
+	/* Every frame queued before, once, in order, then a Pong. */
+	ping.nonce = 4242;
+	vspc__envelope__init(&env);
+	env.msg_case = VSPC__ENVELOPE__MSG_PING;
+	env.ping = &ping;
+	raw_send(&r, &env);
+	seen = pongs = 0;
+	while (pongs == 0 && (got = raw_recv(&r)) != NULL) {
+		if (got->msg_case == VSPC__ENVELOPE__MSG_NOTICE) {
+			seq_env(&env, &n, text, sizeof text, seen);
+			assert_int_equal(got->notice->channel, seen);
+			assert_string_equal(got->notice->text, text);
+			seen++;
+		} else if (got->msg_case == VSPC__ENVELOPE__MSG_PONG &&
+		    got->pong->nonce == 4242)
+			pongs++;
+		vspc__envelope__free_unpacked(got, NULL);
+	}
+	assert_int_equal(pongs, 1);
+	assert_int_equal(seen, sent);
+	assert_int_equal(n_up, 1);
+	assert_int_equal(n_down, downs);
+	assert_int_equal(peer_count(), 1);
+	raw_free(&r);
+	assert_true(run_until(no_links, 5000));
+	ho_reset();
+}
+
+/*
+ * A link in the middle of its handshake is handed over too: our
+ * challenge goes with it, so the other node's HelloAuth, arriving at the
+ * new process, still checks out and the link comes up there.
+ */
+static void
+test_handoff_handshake(void **state)
+{
+	struct raw	 r;
+	Vspc__Envelope	 env = VSPC__ENVELOPE__INIT, *got;
+	Vspc__HelloAuth	 auth = VSPC__HELLO_AUTH__INIT;
+	u_char		 m[32];
+
+	raw_pair(&r, 0);
+	raw_hello(&r, "c1", PEER_PROTOCOL);
+	raw_get_hello(&r, "a", "c1");
+	got = raw_recv(&r);
+	assert_non_null(got);
+	assert_int_equal(got->msg_case, VSPC__ENVELOPE__MSG_AUTH);
+	vspc__envelope__free_unpacked(got, NULL);
+	assert_int_equal(n_up, 0);
+
+	ho_upgrade(1, 1);
+	mac(SECRET_A, r.their_challenge, r.node, r.their_node, m);
+	auth.response.data = m;
+	auth.response.len = sizeof m;
+	env.msg_case = VSPC__ENVELOPE__MSG_AUTH;
+	env.auth = &auth;
+	raw_send(&r, &env);
+	assert_true(run_until(one_up, 5000));
+	assert_non_null(peer_find("r"));
+	raw_free(&r);
+	assert_true(run_until(no_links, 5000));
+	ho_reset();
+}
+
+/* A handed-over listener accepts again after the resume, not before. */
+static void
+test_handoff_listener(void **state)
+{
+	struct sockaddr_in	 sin;
+	socklen_t		 slen = sizeof sin;
+	char			 text[64];
+	int			 s, c, one = 1;
+
+	identity("a", "c1", secret_a, 0);
+	s = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(s != -1);
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(s, (struct sockaddr *)&sin, sizeof sin), 0);
+	assert_int_equal(listen(s, 8), 0);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&sin, &slen), 0);
+	snprintf(text, sizeof text, "127.0.0.1:%u", ntohs(sin.sin_port));
+	peer_adopt_listener(s, text);
+	/* The same listener passed twice is served once. */
+	peer_adopt_listener(dup(s), text);
+
+	ho_upgrade(0, 1);
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&sin, sizeof sin), 0);
+	assert_true(run_until(one_link, 5000));
+	close(c);
+	assert_true(run_until(no_links, 5000));
+	ho_reset();
+}
+
 int
 main(void)
 {
@@ -1112,6 +1399,12 @@ main(void)
 		    link_setup, link_teardown),
 		cmocka_unit_test_setup_teardown(test_want, link_setup,
 		    link_teardown),
+		cmocka_unit_test_setup_teardown(test_handoff_link,
+		    link_setup, link_teardown),
+		cmocka_unit_test_setup_teardown(test_handoff_handshake,
+		    link_setup, link_teardown),
+		cmocka_unit_test_setup_teardown(test_handoff_listener,
+		    link_setup, link_teardown),
 	};
 
 	log_init(1, 0);

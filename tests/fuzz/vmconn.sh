@@ -1,0 +1,3 @@
+#!/bin/sh
+# Replay (or, under --enable-fuzzing, fuzz from) the vmconn corpus.
+exec "${SHELL:-/bin/sh}" "${TOP_SRCDIR:-.}/tests/fuzz/run-corpus.sh" vmconn

@@ -1,0 +1,325 @@
+# People for the chaos test (test_chaos.py): hundreds of console-port
+# sessions (telnet) in one selector loop, each attached to one VM, and the
+# accounting that turns what they received back into the guests' byte
+# offsets (tests/sim/pattern.py text pattern) to count bytes missing,
+# duplicated and reordered.
+
+import os
+import re
+import selectors
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+import pattern  # noqa: E402  (tests/sim, on the path through harness)
+
+PROMPT = b"? lists): "
+ANSWER = re.compile(rb"\[(attached|spy|read-only)[^\]\r\n]*\]\r\n|"
+                    rb"\? lists\): ")
+NOTICE = re.compile(rb"\r\n\[-- [^\r\n]{0,200} --\]\r\n")
+
+
+class Session:
+    """One TCP connection of a person to one node's console port."""
+
+    def __init__(self, person, node, port):
+        self.person = person
+        self.node = node            # Node name the connection is on.
+        self.sock = socket.create_connection(("127.0.0.1", port), 5)
+        self.sock.setblocking(False)
+        self.tstate = {}
+        self.buf = bytearray()      # Before the attach header.
+        self.data = bytearray()     # VM output (and notices) after it.
+        self.state = "prompt"       # prompt, attaching, retry, attached,
+        #                             closed.
+        self.retry_at = 0.0
+        self.refusals = []
+        self.opened = time.monotonic()
+        self.attached_at = None
+        self.closed_at = None
+        self.header = b""
+
+    def send(self, b):
+        try:
+            self.sock.send(b)
+        except OSError:
+            pass
+
+    def feed(self, chunk):
+        plain, _ = harness.telnet_strip(chunk, self.tstate)
+        if self.state == "attached":
+            self.data += plain
+            return
+        self.buf += plain
+        self.step()
+
+    def step(self):
+        if self.state == "prompt":
+            k = self.buf.find(PROMPT)
+            if k < 0:
+                return
+            del self.buf[:k + len(PROMPT)]
+            self.ask()
+        if self.state == "attaching":
+            m = ANSWER.search(self.buf)
+            if not m:
+                return
+            if m.group(1):
+                self.header = bytes(self.buf[m.start():m.end()])
+                self.data += self.buf[m.end():]
+                self.buf.clear()
+                self.state = "attached"
+                self.attached_at = time.monotonic()
+                return
+            # Refused (the prompt again): try again in a moment.
+            self.refusals.append(bytes(self.buf[:m.start()])[-200:])
+            del self.buf[:m.end()]
+            self.state = "retry"
+            self.retry_at = time.monotonic() + 0.5
+
+    def ask(self):
+        p = self.person
+        self.send(((p.mode + " ") if p.mode else "").encode() +
+                  p.name.encode() + b"\r")
+        self.state = "attaching"
+
+    def tick(self, now):
+        if self.state == "retry" and now >= self.retry_at:
+            self.ask()
+            self.step()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Person:
+    """Somebody watching one VM; may use several sessions in turn."""
+
+    def __init__(self, vm, name, slot, mode=None):
+        self.vm = vm
+        self.name = name
+        self.slot = slot
+        self.mode = mode
+        self.sessions = []
+
+    @property
+    def session(self):
+        return self.sessions[-1] if self.sessions else None
+
+    def label(self):
+        return "%s#%d" % (self.name, self.slot)
+
+
+class People:
+    """Every person's sessions in one selectors loop."""
+
+    def __init__(self):
+        self.sel = selectors.DefaultSelector()
+        self.people = []
+        self.on_close = None        # Called with a session that ended.
+
+    def add(self, person):
+        self.people.append(person)
+        return person
+
+    def connect(self, person, node, port):
+        s = Session(person, node, port)
+        person.sessions.append(s)
+        self.sel.register(s.sock, selectors.EVENT_READ, s)
+        return s
+
+    def poll(self, timeout):
+        """Read what is there (waiting up to timeout); returns the
+        number of bytes read."""
+        n = 0
+        for key, _ in self.sel.select(timeout):
+            s = key.data
+            try:
+                chunk = s.sock.recv(262144)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._closed(s)
+                continue
+            n += len(chunk)
+            s.feed(chunk)
+        now = time.monotonic()
+        for p in self.people:
+            s = p.session
+            if s is not None and s.state == "retry":
+                s.tick(now)
+        return n
+
+    def _closed(self, s):
+        self.sel.unregister(s.sock)
+        s.close()
+        s.state = "closed"
+        s.closed_at = time.monotonic()
+        if self.on_close:
+            self.on_close(s)
+
+    def run_for(self, seconds, tick=None):
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.poll(min(left, 0.05))
+            if tick:
+                tick()
+
+    def attached(self):
+        return [p for p in self.people
+                if p.session is not None and p.session.state == "attached"]
+
+    def not_attached(self):
+        return [p for p in self.people
+                if p.session is None or p.session.state != "attached"]
+
+    def close(self):
+        for p in self.people:
+            for s in p.sessions:
+                if s.state != "closed":
+                    try:
+                        self.sel.unregister(s.sock)
+                    except (KeyError, ValueError):
+                        pass
+                    s.close()
+                    s.state = "closed"
+        self.sel.close()
+
+
+# Decoding.
+
+def line_rx(name):
+    return re.compile(re.escape(name.encode()) + rb" (\d{10})\r\n")
+
+
+def _common(a, ai, b, bi):
+    """Length of the common prefix of a[ai:] and b[bi:]."""
+    n = min(len(a) - ai, len(b) - bi)
+    lo = 0
+    step = 4096
+    while lo < n:
+        m = min(step, n - lo)
+        if a[ai + lo:ai + lo + m] == b[bi + lo:bi + lo + m]:
+            lo += m
+            continue
+        if m == 1:
+            break
+        step = max(1, m // 2)
+    return lo
+
+
+def decode(data, name, exp):
+    """Turn a session's VM bytes (notices removed) back into the guest's
+    stream offsets.  exp is the VM's expected pattern from offset 0 far
+    enough.  Returns (runs, corrupt): runs is [(offset, length)] in
+    arrival order, corrupt the count of bytes that fit nowhere."""
+    llen = len(name) + 13
+    rx = line_rx(name)
+    runs = []
+    corrupt = 0
+    pos = 0
+    eoff = None
+    n_data = len(data)
+    while pos < n_data:
+        if eoff is not None and eoff < len(exp):
+            n = _common(data, pos, exp, eoff)
+            if n > 0:
+                runs.append((eoff, n))
+                pos += n
+                eoff += n
+                continue
+        # Out of step: the next whole line says where we are.
+        m = rx.search(data, pos)
+        if not m:
+            # A short tail: the expected place, else nowhere.
+            corrupt += n_data - pos
+            break
+        line_off = int(m.group(1)) * llen
+        frag = m.start() - pos
+        if frag > 0:
+            if frag < llen and line_off - frag >= 0 and \
+                    data[pos:m.start()] == exp[line_off - frag:line_off]:
+                runs.append((line_off - frag, frag))
+            else:
+                corrupt += frag
+        pos = m.start()
+        eoff = line_off
+        if eoff >= len(exp):
+            corrupt += n_data - pos
+            break
+    return runs, corrupt
+
+
+def strip_notices(data):
+    data = bytes(data)
+    return NOTICE.sub(b"", data), [x.strip() for x in NOTICE.findall(data)]
+
+
+def zero_ranges(seen, lo, hi):
+    """The [a, b) ranges of offsets in [lo, hi) never seen."""
+    out = []
+    for m in re.finditer(rb"\x00+", bytes(seen[lo:hi])):
+        out.append((lo + m.start(), lo + m.end()))
+    return out
+
+
+class Account:
+    """One person's received offsets, counted per phase.
+
+    bounds is the list of phase boundary offsets of the person's VM:
+    phase k covers [bounds[k], bounds[k + 1])."""
+
+    def __init__(self, person, bounds, exp):
+        self.person = person
+        self.bounds = bounds
+        lo, hi = bounds[0], bounds[-1]
+        self.lo, self.hi = lo, hi
+        self.seen = bytearray(hi)
+        nph = len(bounds) - 1
+        self.received = [0] * nph
+        self.dup = [0] * nph
+        self.reordered = [0] * nph
+        self.corrupt = 0
+        self.notices = []
+        self.session_runs = []
+        maxend = 0
+        for s in person.sessions:
+            vm_bytes, notes = strip_notices(s.data)
+            self.notices += notes
+            runs, bad = decode(vm_bytes, person.name, exp)
+            self.corrupt += bad
+            self.session_runs.append(runs)
+            for o, n in runs:
+                for k in range(nph):
+                    a = max(o, bounds[k])
+                    b = min(o + n, bounds[k + 1])
+                    if a >= b:
+                        continue
+                    seg = self.seen[a:b]
+                    self.received[k] += b - a
+                    self.dup[k] += (b - a) - seg.count(0)
+                    if a < maxend:
+                        lim = min(b, maxend)
+                        self.reordered[k] += self.seen[a:lim].count(0)
+                    self.seen[a:b] = b"\x01" * (b - a)
+                    maxend = max(maxend, b)
+        self.missing = [bounds[k + 1] - bounds[k] -
+                        self.seen[bounds[k]:bounds[k + 1]].count(1)
+                        for k in range(nph)]
+
+    def missing_ranges(self, k):
+        return zero_ranges(self.seen, self.bounds[k], self.bounds[k + 1])
+
+
+def expected_for(name, upto):
+    return pattern.expected(0, upto + 4 * (len(name) + 13), name=name)
