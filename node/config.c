@@ -177,7 +177,7 @@ static const struct config_key config_keys[] = {
 	{ "log", "activity", CONFIG_BOOL, CF(log_activity), 0, 0, 0, 0,
 	    "no" },
 	{ "log", "open_files", CONFIG_UINT, CF(log_open_files), 0,
-	    1, 65536, 0, "64" },
+	    0, 65536, 0, "0" },
 
 	{ "cluster", "redis", CONFIG_REDIS, CF(cluster_redis), 0, 0, 0, 0,
 	    "" },

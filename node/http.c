@@ -72,10 +72,29 @@ http_reply(struct evhttp_request *req, int code, const char *reason,
 	evhttp_send_reply(req, code, reason, body);
 }
 
+/* [http] allow, on the connection's source: 403 from anywhere else. */
+static int
+http_allowed(struct evhttp_request *req)
+{
+	struct evhttp_connection	*con;
+	const struct sockaddr		*sa;
+
+	if ((con = evhttp_request_get_connection(req)) == NULL ||
+	    (sa = evhttp_connection_get_addr(con)) == NULL)
+		return (1);
+	if (server_allowed(LISTEN_HTTP, sa, "http"))
+		return (1);
+	evhttp_send_error(req, 403, "Forbidden");
+	return (0);
+}
+
 static int
 http_method_ok(struct evhttp_request *req)
 {
 	enum evhttp_cmd_type	cmd = evhttp_request_get_command(req);
+
+	if (!http_allowed(req))
+		return (0);
 
 	if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)
 		return (1);
@@ -126,6 +145,8 @@ http_healthz_cb(struct evhttp_request *req, void *arg)
 static void
 http_other_cb(struct evhttp_request *req, void *arg)
 {
+	if (!http_allowed(req))
+		return;
 	evhttp_send_error(req, 404, "Not Found");
 }
 

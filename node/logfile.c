@@ -39,6 +39,7 @@
 
 #include <sys/types.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <dirent.h>
@@ -53,6 +54,9 @@
 #include <unistd.h>
 
 #include "vspcd.h"
+
+/* The automatic pool size's cap. */
+#define LOGFILE_POOL_AUTO_MAX	4096
 
 #define LOGFILE_RETRY		60	/* Seconds before reopening. */
 #define LOGFILE_STAMP_LEN	16	/* "-YYYYMMDD-HHMMSS" */
@@ -105,13 +109,25 @@ logfile_init(u_int n)
 }
 
 /*
- * Set the pool size, the size above which files rotate (0: never) and how
- * many rotated files to keep (0: all).  A smaller pool closes files now.
+ * Set the pool size (0: a quarter of the descriptor limit, at most
+ * LOGFILE_POOL_AUTO_MAX), the size above which files rotate (0: never)
+ * and how many rotated files to keep (0: all).  A smaller pool closes
+ * files now.
  */
 void
 logfile_configure(u_int n, size_t max_size, u_int keep)
 {
-	logfile_pool_max = n > 0 ? n : 1;
+	struct rlimit	rl;
+
+	if (n == 0) {
+		n = 64;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+		    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 > n)
+			n = rl.rlim_cur / 4;
+		if (n > LOGFILE_POOL_AUTO_MAX)
+			n = LOGFILE_POOL_AUTO_MAX;
+	}
+	logfile_pool_max = n;
 	logfile_max_size = max_size;
 	logfile_keep = keep;
 	while (logfile_nopen > logfile_pool_max)

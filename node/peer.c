@@ -112,6 +112,7 @@ struct peer_link {
 #define PEER_LINK_AUTH_OK	0x4	/* Their HelloAuth verified. */
 #define PEER_LINK_WRITE_WAIT	0x8
 #define PEER_LINK_DOOMED	0x10	/* The reaper closes it. */
+#define PEER_LINK_TLS_WAIT	0x20	/* In the TLS process's handshake. */
 
 	struct peer_self	*self;
 	struct peer_want	*want;		/* Outbound: its want. */
@@ -119,6 +120,7 @@ struct peer_link {
 	char			*node;		/* Then Hello's. */
 	char			*advertised;	/* Hello's address. */
 	char			*doom_reason;
+	char			*cn;		/* Verified certificate's CN. */
 	char			 addr[64];
 	u_char			 challenge[PEER_CHALLENGE_LEN];
 
@@ -205,6 +207,9 @@ static int	peer_link_send(struct peer_link *,
 static void	peer_want_schedule(struct peer_want *);
 static void	peer_reap_later(void);
 static void	peer_link_input(struct peer_link *);
+static void	peer_link_tls(struct peer_link *);
+static int	peer_tls_on(void);
+static u_int	peer_handshake_secs(const struct peer_self *);
 static void	peer_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	peer_accept_error_cb(struct evconnlistener *, void *);
@@ -384,6 +389,7 @@ peer_reap_cb(evutil_socket_t fd, short events, void *arg)
 		peer_self_unref(l->self);
 		free(l->node);
 		free(l->advertised);
+		free(l->cn);
 		free(l->doom_reason);
 		free(l);
 	}
@@ -439,8 +445,10 @@ peer_link_close(struct peer_link *l, int error, const char *fmt, ...)
 		peer_handshake_failures++;
 	l->state = PEER_LINK_DEAD;
 
-	event_del(l->ev_read);
-	event_del(l->ev_write);
+	if (l->ev_read != NULL)
+		event_del(l->ev_read);
+	if (l->ev_write != NULL)
+		event_del(l->ev_write);
 	event_del(l->ev_timer);
 	close(l->fd);
 	l->fd = -1;
@@ -641,6 +649,10 @@ peer_link_write_cb(evutil_socket_t fd, short events, void *arg)
 		event_del(l->ev_write);
 		log_debug("peer %s: connected to %s", peer_link_name(l),
 		    l->addr);
+		if (peer_tls_on()) {
+			peer_link_tls(l);
+			return;
+		}
 		peer_link_start(l);
 		return;
 	}
@@ -682,6 +694,11 @@ peer_link_hello(struct peer_link *l, const Vspc__Hello *h)
 	    l->node) != 0) {
 		peer_link_close(l, 1, "node %s answered at %s, where %s "
 		    "was expected", h->node_id, l->addr, l->node);
+		return;
+	}
+	if (l->cn != NULL && strcmp(l->cn, h->node_id) != 0) {
+		peer_link_close(l, 1, "certificate of %s names node %.64s but "
+		    "its Hello says %s", l->addr, l->cn, h->node_id);
 		return;
 	}
 	if (h->challenge.len != PEER_CHALLENGE_LEN) {
@@ -980,7 +997,10 @@ peer_want_retry_cb(evutil_socket_t fd, short events, void *arg)
 	l->want = w;
 	w->link = l;
 	if (connect(s, (struct sockaddr *)&ss, sslen) == 0) {
-		peer_link_start(l);
+		if (peer_tls_on())
+			peer_link_tls(l);
+		else
+			peer_link_start(l);
 		return;
 	}
 	if (errno != EINPROGRESS) {
@@ -1072,6 +1092,98 @@ peer_unwant(const char *node)
 	}
 }
 
+const struct peer_security	*peer_security;
+
+/* Do links run over mutual TLS ([cluster] tls_cert)? */
+static int
+peer_tls_on(void)
+{
+	return (peer_security != NULL &&
+	    peer_security->tls_enabled(TLS_PEER));
+}
+
+/* The handshake timeout in seconds, for TLS (at least 1). */
+static u_int
+peer_handshake_secs(const struct peer_self *s)
+{
+	u_int	ms = peer_test_handshake_ms != 0 ? peer_test_handshake_ms :
+		    s->handshake_ms;
+
+	return (ms < 1000 ? 1 : ms / 1000);
+}
+
+/*
+ * An outbound link is connected: hand its socket to the TLS process
+ * (mutual TLS against [cluster] tls_ca).  The link waits without a
+ * descriptor, under its handshake timer; the plain end comes back to
+ * peer_tls_done with the link's ID in the kind's upper bits.
+ */
+static void
+peer_link_tls(struct peer_link *l)
+{
+	struct sockaddr_storage	ss;
+	socklen_t		sslen = sizeof ss;
+
+	if (getpeername(l->fd, (struct sockaddr *)&ss, &sslen) == -1) {
+		peer_link_close(l, 1, "getpeername: %s", strerror(errno));
+		return;
+	}
+	event_free(l->ev_read);
+	event_free(l->ev_write);
+	l->ev_read = l->ev_write = NULL;
+	l->flags |= PEER_LINK_TLS_WAIT;
+	peer_security->tls_connect(l->fd, (struct sockaddr *)&ss, sslen,
+	    LISTEN_PEER | (l->id << 8), l->node != NULL ? l->node : "",
+	    peer_handshake_secs(l->self), peer_tls_done);
+	l->fd = -1;
+}
+
+/*
+ * A peer-link TLS handshake succeeded (server.c passes it on): cn is the
+ * verified certificate's common name, which the Hello must match.
+ */
+void
+peer_tls_done(int fd, const struct sockaddr *sa, u_int kind,
+    const char *cn)
+{
+	struct peer_link	*l;
+	char			 addr[64];
+	u_int			 id = kind >> 8;
+
+	if (peer_me == NULL) {
+		close(fd);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	if (id == 0) {
+		l = peer_link_new(fd, 0, NULL, peer_me, addr_fmt(sa, addr,
+		    sizeof addr));
+		l->cn = xstrdup(cn);
+		log_debug("peer %s: TLS connection, certificate %s", l->addr,
+		    cn);
+		peer_link_start(l);
+		return;
+	}
+	TAILQ_FOREACH(l, &peer_links, entry) {
+		if (l->id == id && (l->flags & PEER_LINK_TLS_WAIT))
+			break;
+	}
+	if (l == NULL || l->state == PEER_LINK_DEAD) {
+		close(fd);	/* Gone meanwhile (timeout, unwanted). */
+		return;
+	}
+	l->flags &= ~PEER_LINK_TLS_WAIT;
+	l->fd = fd;
+	l->ev_read = event_new(server_base, fd, EV_READ|EV_PERSIST,
+	    peer_link_read_cb, l);
+	l->ev_write = event_new(server_base, fd, EV_WRITE|EV_PERSIST,
+	    peer_link_write_cb, l);
+	free(l->cn);
+	l->cn = xstrdup(cn);
+	peer_link_start(l);
+}
+
 /* Serve a connected socket as a link (tests, and handed-over sockets). */
 void
 peer_attach_fd(int fd, int outbound, const char *node)
@@ -1106,6 +1218,17 @@ peer_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
 	addr_fmt(sa, addr, sizeof addr);
+	if (peer_security != NULL &&
+	    !peer_security->allowed(LISTEN_PEER, sa, pl->text)) {
+		close(fd);
+		return;
+	}
+	if (peer_tls_on()) {
+		/* Mutual TLS first; the link starts with the plain end. */
+		peer_security->tls_accept(fd, TLS_PEER, sa, (socklen_t)salen, LISTEN_PEER,
+		    pl->text, peer_handshake_secs(pl->self), peer_tls_done);
+		return;
+	}
 	l = peer_link_new(fd, 0, NULL, pl->self, addr);
 	log_debug("peer %s: connection on %s", addr, pl->text);
 	peer_link_start(l);
@@ -1480,6 +1603,11 @@ peer_handoff_busy(char *why, size_t len)
 		if (l->flags & PEER_LINK_DOOMED) {
 			snprintf(why, len, "peer link to %s closing",
 			    peer_link_name(l));
+			return (1);
+		}
+		if (l->flags & PEER_LINK_TLS_WAIT) {
+			snprintf(why, len, "peer link to %s in its TLS "
+			    "handshake", peer_link_name(l));
 			return (1);
 		}
 	}

@@ -90,8 +90,13 @@ int			 server_debug;
 int			 server_draining;
 struct auth		*server_auth;
 struct limit_slot	*server_accept_slot;
-void			(*server_peer_tls_done)(int, const struct sockaddr *,
-			    u_int, const char *);
+
+static const struct peer_security server_peer_security = {
+	server_allowed,
+	tls_enabled,
+	tls_accept,
+	tls_connect
+};
 
 static struct listeners	 listeners = TAILQ_HEAD_INITIALIZER(listeners);
 static struct event	*server_reaper;
@@ -422,11 +427,8 @@ server_tls_done(int fd, const struct sockaddr *sa, u_int kind,
 	struct limit_slot	*slot;
 
 	server_now = time(NULL);
-	if (kind == LISTEN_PEER) {
-		if (server_peer_tls_done != NULL)
-			server_peer_tls_done(fd, sa, kind, name);
-		else
-			close(fd);
+	if ((kind & 0xff) == LISTEN_PEER) {
+		peer_tls_done(fd, sa, kind, name);
 		return;
 	}
 	if ((sp = server_pending_find(sa, kind)) != NULL) {
@@ -444,8 +446,8 @@ server_tls_failed(const struct sockaddr *sa, u_int kind)
 {
 	struct server_pending	*sp;
 
-	if (kind == LISTEN_PEER) {
-		server_refused(kind, REFUSED_TLS);
+	if ((kind & 0xff) == LISTEN_PEER) {
+		server_refused(LISTEN_PEER, REFUSED_TLS);
 		return;
 	}
 	if ((sp = server_pending_find(sa, kind)) != NULL)
@@ -721,6 +723,7 @@ server_tls_setup(struct config *conf, int starting, char **err)
 	}
 	tls_set_dispatch(server_tls_done);
 	tls_set_failed(server_tls_failed);
+	peer_security = &server_peer_security;
 	if ((tls_enabled(TLS_SERVER) || tls_enabled(TLS_PEER)) &&
 	    tls_channel() == -1 && !handoff_restoring() &&
 	    tls_process_start(err) == -1)

@@ -858,7 +858,6 @@ const char	*peer_last_close(void);
  * peer_init or peer_configure must have run before peer_handoff_restore.
  */
 void		 peer_adopt_listener(int, const char *);
-
 /*
  * cluster.c: what makes several nodes one concentrator: console ownership
  * in the shared store, people forwarded to the owner over the peer link,
@@ -930,10 +929,6 @@ struct limit_slot;
 extern struct event_base	*server_base;
 extern struct auth		*server_auth;	/* NULL: no users_file. */
 extern struct limit_slot	*server_accept_slot;
-/* Set by peer.c: where handshaken peer-link TLS connections go. */
-extern void			(*server_peer_tls_done)(int,
-				    const struct sockaddr *, u_int,
-				    const char *);
 extern struct config		*server_conf;
 extern struct store		*server_store;
 extern struct stats		 server_stats;
@@ -1067,6 +1062,27 @@ void		 tls_adopt_channel(int, pid_t);
 void		 tls_set_dispatch(void (*)(int, const struct sockaddr *, u_int,
 		     const char *));
 void		 tls_set_failed(void (*)(const struct sockaddr *, u_int));
+
+/*
+ * peer.c: what it uses of server.c and tls.c (allow list, mutual TLS), set
+ * by server.c; without it (unit tests, fuzzing) links are plain and
+ * every source is allowed.  peer_tls_done is where handshaken peer-link
+ * connections come back (kind: LISTEN_PEER, link ID above bit 8).
+ */
+struct peer_security {
+	int	 (*allowed)(u_int, const struct sockaddr *, const char *);
+	int	 (*tls_enabled)(enum tls_slot);
+	void	 (*tls_accept)(int, enum tls_slot, const struct sockaddr *,
+		     socklen_t, u_int, const char *, u_int,
+		     void (*)(int, const struct sockaddr *, u_int,
+		     const char *));
+	void	 (*tls_connect)(int, const struct sockaddr *, socklen_t, u_int,
+		     const char *, u_int, void (*)(int,
+		     const struct sockaddr *, u_int, const char *));
+};
+extern const struct peer_security *peer_security;
+void		 peer_tls_done(int, const struct sockaddr *, u_int,
+		     const char *);
 
 /*
  * limit.c: connections per source address and listener kind.  A

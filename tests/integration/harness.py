@@ -517,9 +517,13 @@ class FakeVM:
         # src: a loopback source address; tls: an ssl.SSLContext (ESXi's
         # telnets://, TLS from the first byte).
         FakeVM.live.append(self)
-        self.sock = socket.create_connection(
-            ("127.0.0.1", port or node.vm_port), 5,
-            source_address=(src, 0) if src else None)
+        if src:
+            self.sock = socket.create_connection(
+                ("127.0.0.1", port or node.vm_port), 5,
+                source_address=(src, 0))
+        else:
+            self.sock = socket.create_connection(
+                ("127.0.0.1", port or node.vm_port), 5)
         if tls is not None:
             self.sock = tls.wrap_socket(self.sock)
         self.uuid = uuid or os.urandom(16)

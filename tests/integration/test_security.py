@@ -191,6 +191,7 @@ class AllowTest(SecurityTest):
         "vm.allow": "127.0.0.1/32",
         "console.allow": "127.0.0.1/32",
         "compat.allow": "127.0.0.1/32",
+        "http.allow": "127.0.0.1/32",
     }
 
     def test_each_listener(self):
@@ -208,6 +209,14 @@ class AllowTest(SecurityTest):
             self.assertRegex(self.node.log(), r"%s listener \S+: connection "
                              r"from 127\.0\.0\.2:\d+ refused by \[%s\] allow"
                              % (listener, listener))
+        # HTTP: 403 from elsewhere, counted.
+        import http.client
+        h = http.client.HTTPConnection("127.0.0.1", self.http_port, 5,
+                                       source_address=("127.0.0.2", 0))
+        h.request("GET", "/metrics")
+        self.assertEqual(h.getresponse().status, 403)
+        h.close()
+        self.assertEqual(refused_count(self.node, "http", "allow"), 1)
         # Served from the allowed source.
         FakeVM(self.node, name="vm-ok").ready()
         c = self.console()
@@ -575,6 +584,26 @@ class TlsTest(SecurityTest):
                          file_thumbprint(CERT2))
         s.check()
 
+    def test_hot_upgrade_keeps_tls_sessions(self):
+        s = Streamer(self.node, vm=self.tls_vm("vm-tls").ready(),
+                     name="vm-tls")
+        s.attach().start()
+        p = self.console(port=self.con_tls, tls=client_ctx())
+        p.read_until(PROMPT)
+        old = self.node.pid()
+        r = vspcctl(["-s", self.node.ctl_socket(), "node", "upgrade"],
+                    timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        wait_for(lambda: self.node.pid() != old, 15, "a new pid")
+        self.assertIn("TLS process", self.node.log())
+        self.assertRegex(self.node.log(), r"tls: TLS process \d+ adopted")
+        # The person on telnets is still served by the new process.
+        p.send("?\r")
+        self.assertIn(b"vm-tls", p.read_until(PROMPT))
+        # New telnets connections work too.
+        self.tls_vm("vm-after").ready()
+        s.check()
+
     def test_slow_loris(self):
         s = Streamer(self.node).attach().start()
         # A TLS client that never finishes its handshake.
@@ -587,6 +616,102 @@ class TlsTest(SecurityTest):
         self.assertNotIn(b"\xff\xfa\xe8\x47", got)   # Never WILL-PROXY.
         self.assertRegex(self.node.log(), r"handshake timed out")
         s.check()
+
+
+class PeerTlsTest(unittest.TestCase):
+    """Peer link mutual TLS against the cluster CA, on top of the HMAC
+    Hello: a node whose certificate the CA did not sign, or whose
+    certificate names another node, or with the wrong secret, is
+    refused; the good link stays up."""
+
+    def start(self, third_cert, third_key, third_secret=None):
+        import cluster
+        if not os.path.exists(cluster.REDIS_SERVER):
+            self.skipTest("no redis-server")
+        self.cl = cluster.Cluster(3, haproxy=False)
+        certs = {"n1": ("n1.pem", "n1-key.pem"), "n2": ("n2.pem",
+                                                      "n2-key.pem"),
+                 "n3": (third_cert, third_key)}
+        for n in self.cl.nodes:
+            c, k = certs[n.name]
+            n.extra.update({
+                "cluster.tls_cert": os.path.join(TLSDIR, c),
+                "cluster.tls_key": os.path.join(TLSDIR, k),
+                "cluster.tls_ca": os.path.join(TLSDIR, "ca.pem")})
+            if n.name == "n3" and third_secret is not None:
+                n.extra["cluster.secret_file"] = third_secret
+            n.write_config()
+        try:
+            self.cl.start()
+        except BaseException:
+            sys.stderr.write(self.cl.logs() + "\n")
+            self.cl.cleanup()
+            raise
+
+    def tearDown(self):
+        cl = getattr(self, "cl", None)
+        if cl is None:
+            return
+        for v in FakeVM.live:
+            v.close()
+        FakeVM.live.clear()
+        if os.environ.get("KEEP_LOG"):
+            sys.stderr.write(cl.logs())
+        cl.stop()
+        cl.cleanup()
+
+    def check_refused(self, why):
+        n1, n2, n3 = self.cl.nodes
+        wait_for(lambda: "peer n2: link up" in n1.log() and
+                 "peer n1: link up" in n2.log(), 15, "n1-n2 link up")
+        wait_for(lambda: re.search(why, n1.log() + n2.log()), 15,
+                 "n3 refused (%s)" % why)
+        self.assertNotIn("peer n3: link up", n1.log() + n2.log())
+        self.assertIn("certificate n2", n1.log())
+        # The good link carries people: attach on n2 to a VM on n1.
+        FakeVM(n1, name="vm-peer").ready()
+        n1.wait_listed("vm-peer")
+        n2.wait_listed("vm-peer")
+        c = harness.Console(n2)
+        try:
+            r = c.attach("vm-peer")
+            self.assertIn(b"attached", r)
+        finally:
+            c.close()
+
+    def test_rogue_certificate(self):
+        self.start("rogue.pem", "rogue-key.pem")
+        self.check_refused(r"tls \d+: 127\.0\.0\.1:\d+: .*certificate "
+                           r"verify failed|tls \d+: .*(alert|certificate)")
+
+    def test_certificate_of_another_node(self):
+        self.start("n2.pem", "n2-key.pem")
+        self.check_refused(r"certificate of \S+ names node n2 but its "
+                           r"Hello says n3|names node n2")
+
+    def test_wrong_secret(self):
+        tmp = harness.tempfile.mkdtemp(prefix="vspcd-sec-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        bad = os.path.join(tmp, "secret")
+        with open(bad, "w") as f:
+            f.write("not the cluster's secret\n")
+        os.chmod(bad, 0o600)
+        # A certificate for n3 from the cluster CA: TLS lets it by, the
+        # HMAC Hello refuses it.
+        key, csr = os.path.join(tmp, "n3-key.pem"), os.path.join(tmp, "n3.csr")
+        crt = os.path.join(tmp, "n3.pem")
+        subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                        "-out", csr, "-subj", "/CN=n3"], check=True,
+                       capture_output=True)
+        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA",
+                        os.path.join(TLSDIR, "ca.pem"), "-CAkey",
+                        os.path.join(TLSDIR, "ca-key.pem"), "-out", crt,
+                        "-days", "2", "-CAcreateserial", "-CAserial",
+                        os.path.join(tmp, "ca.srl")], check=True,
+                       capture_output=True)
+        self.start(crt, key, bad)
+        self.check_refused(r"authentication failed")
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ test_defaults(void **state)
 	assert_int_equal(conf->log_keep, 0);
 	assert_int_equal(conf->log_mark, 0);
 	assert_int_equal(conf->log_activity, 0);
-	assert_int_equal(conf->log_open_files, 64);
+	assert_int_equal(conf->log_open_files, 0);	/* Automatic. */
 	assert_string_equal(conf->cluster_redis, "");
 	assert_string_equal(conf->cluster_sentinels, "");
 	assert_string_equal(conf->cluster_name, "default");
