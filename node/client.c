@@ -376,7 +376,13 @@ client_flush(struct client *c)
 		return;
 	}
 	r = client_send_out(c);
-	if (r == 1 && (c->flags & CLIENT_STREAM) && c->console != NULL)
+	/*
+	 * A forwarded person's output comes over the peer link, not from the
+	 * history here, even once the console became ours (a vMotion to
+	 * this node): cluster.c sets its offset when it makes it local.
+	 */
+	if (r == 1 && (c->flags & CLIENT_STREAM) && c->console != NULL &&
+	    !cluster_client_forwarded(c))
 		r = client_send_history(c);
 	if (r == -1) {
 		log_debug("client %u %s: write: %s", c->id, c->addr,

@@ -329,8 +329,11 @@ cluster_yield(struct console *con, const char *owner, uint64_t epoch)
 {
 	struct client	*c, *c1;
 	struct rchan	*rc;
+	struct client	**who;
 	struct fwd	*f;
-	enum attach_mode mode;
+	enum attach_mode mode, *keep;
+	size_t		 n, i;
+	int		*wrote;
 
 	log_info("console %s: now owned by node %s (epoch %llu)", con->key,
 	    owner, (unsigned long long)epoch);
@@ -345,6 +348,28 @@ cluster_yield(struct console *con, const char *owner, uint64_t epoch)
 		vmconn_close(v, "console owned by another node");
 	}
 
+	/*
+	 * Everyone's role, noted before anyone leaves: a writer closed here
+	 * must not promote a spy (who would come back as writer and push
+	 * the writer to spy mode), nor tell the others it left.
+	 */
+	n = 0;
+	TAILQ_FOREACH(c, &con->clients, centry)
+		n++;
+	keep = xcalloc(n + 1, sizeof *keep);
+	who = xcalloc(n + 1, sizeof *who);
+	wrote = xcalloc(n + 1, sizeof *wrote);
+	i = 0;
+	TAILQ_FOREACH(c, &con->clients, centry) {
+		who[i] = c;
+		keep[i] = cluster_keep_mode(con, c);
+		wrote[i++] = (c->flags & CLIENT_WRITE) != 0;
+	}
+	TAILQ_FOREACH(c, &con->clients, centry)
+		c->flags &= ~(CLIENT_WRITE|CLIENT_WANTWRITE|CLIENT_HOLDER);
+	con->holder = NULL;
+	con->flags &= ~(CONSOLE_EXCL|CONSOLE_WRITELOCK);
+
 	/* People served for other nodes: tell their nodes to follow. */
 	TAILQ_FOREACH_SAFE(c, &con->clients, centry, c1) {
 		if (c->kind != CLIENT_REMOTE)
@@ -358,11 +383,13 @@ cluster_yield(struct console *con, const char *owner, uint64_t epoch)
 			d.reason = (char *)"console moved";
 			d.moved = 1;
 			d.from_owner = 1;
-			d.mode = cluster_keep_mode(con, c);
+			for (i = 0; i < n && who[i] != c; i++)
+				;
+			d.mode = i < n ? keep[i] : ATTACH_SPY;
 			env.msg_case = VSPC__ENVELOPE__MSG_DETACH;
 			env.detach = &d;
 			cluster_send(rc->node, &env);
-			if (c->flags & CLIENT_WRITE)
+			if (i < n && wrote[i])
 				cluster_moved_add(rc->idkey, con->key, owner);
 			c->cluster = NULL;
 			cluster_rchan_drop(rc);
@@ -373,7 +400,9 @@ cluster_yield(struct console *con, const char *owner, uint64_t epoch)
 	/* People here: forward them to the new owner, where they were. */
 	console_make_remote(con, owner, epoch);
 	TAILQ_FOREACH_SAFE(c, &con->clients, centry, c1) {
-		mode = cluster_keep_mode(con, c);
+		for (i = 0; i < n && who[i] != c; i++)
+			;
+		mode = i < n ? keep[i] : ATTACH_SPY;
 		f = xcalloc(1, sizeof *f);
 		f->next_off = c->off;
 		f->stream = con->stream;
@@ -388,6 +417,9 @@ cluster_yield(struct console *con, const char *owner, uint64_t epoch)
 	}
 	con->holder = NULL;
 	con->flags &= ~(CONSOLE_EXCL|CONSOLE_WRITELOCK);
+	free(keep);
+	free(who);
+	free(wrote);
 }
 
 /* Apply a console record from the shared state. */
@@ -900,8 +932,15 @@ cluster_fwd_localize(struct client *c, struct console *con)
 				c->stream = f_stream;
 		} else if (have_off)
 			c->off = ring_start(&con->history);
-		if (lost && c->proto->notice != NULL)
-			c->proto->notice(c, "console reachable again");
+		if (lost && c->proto->notice != NULL) {
+			char	*msg;
+
+			xasprintf(&msg, "console back on %s: %s", cluster_self(),
+			    have_off && !same ? "output from the new start" :
+			    "resumed");
+			c->proto->notice(c, msg);
+			free(msg);
+		}
 		c->flags |= CLIENT_STREAM;
 		client_flush(c);
 		if (pending != NULL && evbuffer_get_length(pending) != 0)
@@ -1125,12 +1164,6 @@ cluster_client_gone(struct client *c)
 	cluster_fwd_free(c);
 }
 
-static const char *
-cluster_mode_word(enum attach_result r)
-{
-	return (attach_result_string(r));
-}
-
 /* The owner answered an Attach. */
 static void
 cluster_attach_reply(struct peer *p, const Vspc__AttachReply *ar)
@@ -1138,7 +1171,7 @@ cluster_attach_reply(struct peer *p, const Vspc__AttachReply *ar)
 	struct fwd		*f = cluster_fwd_find(ar->channel);
 	struct client		*c;
 	enum attach_result	 r = ar->result;
-	int			 initial;
+	int			 initial, fresh;
 
 	if (f == NULL || f->node == NULL ||
 	    strcmp(f->node, peer_node(p)) != 0)
@@ -1164,6 +1197,7 @@ cluster_attach_reply(struct peer *p, const Vspc__AttachReply *ar)
 		return;
 	}
 	f->state = FWD_ATTACHED;
+	fresh = f->have_off && f->stream != ar->stream;
 	/* The owner says where its stream starts for us (it clamps). */
 	f->next_off = ar->offset;
 	f->stream = ar->stream;
@@ -1192,8 +1226,8 @@ cluster_attach_reply(struct peer *p, const Vspc__AttachReply *ar)
 		char	*msg;
 
 		/* After a loss people are told; after a vMotion, not. */
-		xasprintf(&msg, "console reachable again on node %s (%s)",
-		    f->node, cluster_mode_word(r));
+		xasprintf(&msg, "console back on %s: %s", f->node, fresh ?
+		    "output from the new start" : "resumed");
 		c->proto->notice(c, msg);
 		free(msg);
 	}
@@ -2113,8 +2147,8 @@ cluster_peer_down(struct peer *p)
 				    "link to the owner lost");
 			continue;
 		}
-		xasprintf(&why, "link to node %s lost; will re-attach when "
-		    "the console is reachable", node);
+		xasprintf(&why, "owner %s lost; waiting for the console to "
+		    "come back", node);
 		f->lost = 1;
 		/* The writer comes back as the writer. */
 		if (c->flags & CLIENT_WRITE)

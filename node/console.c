@@ -283,8 +283,17 @@ console_state(const struct console *con)
 void
 console_set_vm(struct console *con, struct vmconn *vm)
 {
-	int	was = (con->vm != NULL);
+	int	was;
 
+	/*
+	 * A vMotion whose connections vanished (the host went away after
+	 * GOAHEAD) ends when the VM connects afresh: else every vMotion of
+	 * the new connection would get NOTNOW until the old one timed out.
+	 */
+	if (con->vmotion.state != VMOTION_NONE && vm != con->vmotion.dst &&
+	    vm != con->vmotion.src)
+		vmotion_cancel(con, "the VM connected afresh");
+	was = (con->vm != NULL);
 	con->vm = vm;
 	con->left = 0;
 	if (!was) {

@@ -246,6 +246,8 @@ vmotion_begin(struct vmconn *v, const u_char *seq, size_t len)
 	w->id = m->id;
 	w->started = server_monotime_us();
 	toklen = vmotion_token(m, tok);
+	/* Ends even if the store never answers. */
+	vmotion_arm(con);
 	store_token_put(server_store, tok, toklen, &val,
 	    server_conf->vm_token_ttl, vmotion_stored, w);
 	OPENSSL_cleanse(tok, sizeof tok);
@@ -531,8 +533,13 @@ vmotion_next(int set, uint64_t v)
 void
 vmotion_handoff_timer(struct console *con, int64_t us)
 {
-	if (us < 0)
+	if (us < 0) {
+		/* No timer was pending: a vMotion must end all the same. */
+		if (con->vmotion.state != VMOTION_NONE &&
+		    !(con->flags & CONSOLE_REMOTE))
+			vmotion_arm(con);
 		return;
+	}
 	if (con->vmotion.timer == NULL)
 		con->vmotion.timer = evtimer_new(server_base, vmotion_timer_cb,
 		    con);

@@ -1,18 +1,26 @@
-# People for the chaos test (test_chaos.py): hundreds of console-port
-# sessions (telnet) in one selector loop, each attached to one VM, and the
-# accounting that turns what they received back into the guests' byte
-# offsets (tests/sim/pattern.py text pattern) to count bytes missing,
-# duplicated and reordered.
+# People for the chaos test (test_chaos.py): hundreds of sessions in one
+# selector loop, each attached to one VM, either on a node's console port
+# (telnet) or over the control protocol on TCP ([control] listen,
+# ctlclient.py), and the accounting that turns what they received back
+# into the guests' byte offsets (tests/sim/pattern.py text pattern) to
+# count bytes missing, duplicated and reordered.
+#
+# A control-protocol person whose connection ends comes back by itself
+# through HAProxy's control frontend and resumes at the byte after the
+# last one it received (ATTACH with resume, stream and offset), as
+# vspcctl attach does.
 
 import os
 import re
 import selectors
 import socket
+import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
+import ctlclient  # noqa: E402
 import pattern  # noqa: E402  (tests/sim, on the path through harness)
 
 PROMPT = b"? lists): "
@@ -23,6 +31,8 @@ NOTICE = re.compile(rb"\r\n\[-- [^\r\n]{0,200} --\]\r\n")
 
 class Session:
     """One TCP connection of a person to one node's console port."""
+
+    kind = "console"
 
     def __init__(self, person, node, port):
         self.person = person
@@ -97,6 +107,102 @@ class Session:
             pass
 
 
+class CtlSession:
+    """One TCP connection of a person to a control listener, attached to
+    the VM over the control protocol; resume=(stream, offset) asks for
+    exactly the bytes after the last one shown."""
+
+    kind = "ctl"
+
+    def __init__(self, person, node, addr, resume=None):
+        self.person = person
+        self.node = node            # Node name, or "haproxy".
+        self.state = "attaching"
+        try:
+            self.sock = socket.create_connection(addr, 2)
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock = socket.socket()
+            self.state = "closed"
+        self.inbuf = bytearray()
+        self.data = bytearray()     # VM output only.
+        self.texts = []             # The node's notices.
+        self.refusals = []
+        self.resume = resume
+        self.stream = resume[0] if resume else 0
+        self.next_off = resume[1] if resume else None
+        self.retry_at = 0.0
+        self.opened = time.monotonic()
+        self.attached_at = None
+        self.closed_at = None
+        self.header = b""
+        self.ended = False          # The node ended the attach.
+        mode = ctlclient.MODE_SPY if person.mode == "spy" else \
+            ctlclient.MODE_DEFAULT
+        kw = {}
+        if resume:
+            kw = dict(resume=True, resume_stream=resume[0],
+                      resume_offset=resume[1])
+        msg = ctlclient.encode_request(ctlclient.ATTACH, target=person.name,
+                                       mode=mode, **kw)
+        self.pending = struct.pack(">I", len(msg)) + msg
+        if self.state != "closed":
+            self.flush()
+
+    def send(self, b):
+        pass
+
+    def flush(self):
+        if not self.pending:
+            return
+        try:
+            n = self.sock.send(self.pending)
+            self.pending = self.pending[n:]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self.pending = b""
+
+    def feed(self, chunk):
+        self.inbuf += chunk
+        while len(self.inbuf) >= 4:
+            n = struct.unpack(">I", self.inbuf[:4])[0]
+            if len(self.inbuf) < 4 + n:
+                return
+            r = ctlclient.Reply(bytes(self.inbuf[4:4 + n]))
+            del self.inbuf[:4 + n]
+            self.reply(r)
+
+    def reply(self, r):
+        if self.state == "attaching":
+            if not r.ok:
+                self.refusals.append(r.error)
+                self.ended = True
+                return
+            self.state = "attached"
+            self.attached_at = time.monotonic()
+            self.header = (r.text or "attached").encode()
+            if r.node:
+                self.node = r.node      # Where HAProxy sent it.
+        if r.text:
+            self.texts.append(r.text.encode())
+        if r.data:
+            self.data += r.data
+            self.stream = r.stream
+            self.next_off = r.offset + len(r.data)
+        if not r.more and self.state == "attached":
+            self.ended = True
+
+    def tick(self, now):
+        self.flush()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
 class Person:
     """Somebody watching one VM; may use several sessions in turn."""
 
@@ -106,6 +212,9 @@ class Person:
         self.slot = slot
         self.mode = mode
         self.sessions = []
+        self.comeback = None        # (host, port): a ctl person comes
+        #                             back through there.
+        self.comeback_at = None
 
     @property
     def session(self):
@@ -133,6 +242,30 @@ class People:
         self.sel.register(s.sock, selectors.EVENT_READ, s)
         return s
 
+    def connect_ctl(self, person, node, port, resume=None):
+        """A control-protocol session to 127.0.0.1:port (a node's
+        [control] listen, or HAProxy's control frontend)."""
+        s = CtlSession(person, node, ("127.0.0.1", port), resume)
+        person.sessions.append(s)
+        if s.state == "closed":
+            s.closed_at = time.monotonic()
+            if person.comeback is not None:
+                person.comeback_at = time.monotonic() + 0.3
+            return s
+        self.sel.register(s.sock, selectors.EVENT_READ, s)
+        return s
+
+    def _comeback(self, p, now):
+        """A control-protocol person whose session ended: again through
+        HAProxy, resuming after the last byte it got."""
+        last = None
+        for s in reversed(p.sessions):
+            if getattr(s, "next_off", None) is not None and s.stream:
+                last = (s.stream, s.next_off)
+                break
+        p.comeback_at = None
+        self.connect_ctl(p, "haproxy", p.comeback[1], last)
+
     def poll(self, timeout):
         """Read what is there (waiting up to timeout); returns the
         number of bytes read."""
@@ -150,20 +283,31 @@ class People:
                 continue
             n += len(chunk)
             s.feed(chunk)
+            if getattr(s, "ended", False) and s.state != "closed":
+                self._closed(s)
         now = time.monotonic()
         for p in self.people:
             s = p.session
-            if s is not None and s.state == "retry":
+            if s is None:
+                continue
+            if s.state == "retry" or getattr(s, "pending", None):
                 s.tick(now)
+            if p.comeback_at is not None and now >= p.comeback_at:
+                self._comeback(p, now)
         return n
 
     def _closed(self, s):
         self.sel.unregister(s.sock)
         s.close()
+        was = s.state
         s.state = "closed"
         s.closed_at = time.monotonic()
-        if self.on_close:
+        if self.on_close and was == "attached":
             self.on_close(s)
+        p = s.person
+        if getattr(s, "kind", "") == "ctl" and p.comeback is not None and \
+                p.session is s:
+            p.comeback_at = time.monotonic() + 0.3
 
     def run_for(self, seconds, tick=None):
         end = time.monotonic() + seconds
@@ -295,7 +439,7 @@ class Account:
         maxend = 0
         for s in person.sessions:
             vm_bytes, notes = strip_notices(s.data)
-            self.notices += notes
+            self.notices += notes + list(getattr(s, "texts", []))
             runs, bad = decode(vm_bytes, person.name, exp)
             self.corrupt += bad
             self.session_runs.append(runs)

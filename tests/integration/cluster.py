@@ -273,6 +273,8 @@ class ClusterNode(harness.Node):
         _reap(self.proc, signal.SIGKILL)
         self.stderr.close()
         self.proc = None
+        # A process that took over by hot upgrade died with the group.
+        self.served_pid = None
 
     def restart(self):
         self.stop()

@@ -3,16 +3,20 @@
 # Three vspcd nodes, Redis and HAProxy on loopback (cluster.py); hundreds
 # of simulated VMs (one esxisim, -n, connecting through HAProxy) streaming
 # the text pattern, whose every line says its own offset; people attached
-# to every VM through every node's console port (chaos_people.py, one
-# selector loop); vMotions all the time (destination: HAProxy, so most
-# cross nodes).  Phases, each a few tens of seconds:
+# to every VM through every node (chaos_people.py, one selector loop):
+# on the control protocol over TCP ([control] listen) with resume, which
+# come back through HAProxy's control frontend when their connection
+# ends, and on the console port (telnet); vMotions all the time
+# (destination: HAProxy, so most cross nodes).  Phases, each a few tens
+# of seconds:
 #
 #   1 steady    nothing happens
 #   2 vmotion   vMotions only
-#   3 upgrade   every node hot-upgraded in turn (vspcctl node upgrade)
+#   3 upgrade   every node hot-upgraded in turn, by vspcctl node upgrade
+#               and by SIGUSR2 in turn (the serving pid is followed)
 #   4 kill      kill -9 of one node, ESXi reconnects its VMs through
-#               HAProxy, its people re-attach through a surviving node,
-#               then the node is restarted
+#               HAProxy, its people (all on the control protocol) resume
+#               through HAProxy, then the node is restarted
 #   5 redis     Redis stopped and started again on the same port, empty
 #               (no persistence: the harder case, nodes republish)
 #
@@ -21,15 +25,16 @@
 # people, missing, duplicated, reordered.  Phases 1, 2, 3 and 5 must show
 # zero.  Phase 4 may lose only what was in flight on the killed node's
 # own connections: bytes a VM connected to it sent from one second before
-# the kill until ESXi saw the connection close, and, for people whose
-# TCP connection was on it, what the VM sent from one second before the
-# kill until they were attached again; the test prints and checks that.
+# the kill until ESXi saw the connection close (and, for console-port
+# people whose TCP connection was on it, if any, what the VM sent from
+# one second before the kill until they were attached again); people
+# there on the control protocol resume and lose nothing of their own; no
+# duplicates or reordering anywhere.  The test prints and checks that.
 #
 # CHAOS_PHASES=1,2,4,5 runs some phases only (in that order);
 # CHAOS_VMS, CHAOS_RATE, CHAOS_SECONDS scale it.  CHAOS_KEEP=1 prints the
 # node logs' tails even when it passes.
 
-import json
 import os
 import random
 import re
@@ -114,6 +119,7 @@ class Driver:
         self.pongs = set()
         self.errors = []
         self.unexpected_closes = []  # people sessions closed by surprise
+        self.upgrade_resumes = 0     # control attaches ended by upgrades
         self.expect_close_node = None
         self.allready = None
 
@@ -226,7 +232,12 @@ class Driver:
     # People.
 
     def person_closed(self, s):
-        if s.node != self.expect_close_node:
+        """An attached session ended (the node closed it)."""
+        if s.kind == "ctl" and self.phase == 3:
+            # A hot upgrade does not carry control-protocol attaches
+            # (node/control.c): they end and the person resumes.
+            self.upgrade_resumes += 1
+        elif s.node != self.expect_close_node:
             self.unexpected_closes.append((self.phase, s.person.label(),
                                            s.node))
 
@@ -254,17 +265,13 @@ class Driver:
 
 def node_pid(node):
     """The pid of the node's running process (it changes with a hot
-    upgrade): vspcctl -j cluster status, node.pid of the answering node;
-    the process we started if the node does not say."""
-    sock = os.path.join(node.dir, "control.sock")
+    upgrade): vspcctl -j cluster status, node.pid of the answering node
+    (harness Node.pid(), which the harness then follows to stop it); the
+    process we started if the node does not say."""
     try:
-        p = subprocess.run([VSPCCTL, "-s", sock, "-j", "cluster", "status"],
-                           capture_output=True, timeout=10)
-        st = json.loads(p.stdout.decode())
-        for n in st.get("nodes", []):
-            if n.get("id") == node.name and n.get("pid"):
-                return int(n["pid"])
-    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return int(node.pid())
+    except (AssertionError, OSError, ValueError,
+            subprocess.TimeoutExpired):
         pass
     return node.proc.pid if node.proc else None
 
@@ -272,7 +279,9 @@ def node_pid(node):
 class ChaosTest(unittest.TestCase):
 
     def setUp(self):
-        self.cl = cluster.Cluster(3)
+        # Hundreds of people from 127.0.0.1: no per-source limits.
+        self.cl = cluster.Cluster(3, {"console.max_per_source": "0",
+                                      "console.max_connections": "0"})
         try:
             self.cl.start()
         except BaseException:
@@ -308,17 +317,22 @@ class ChaosTest(unittest.TestCase):
     def phase_upgrade(self, d):
         d.vmotion_on = True
         d.run_for(3)
-        for n in self.cl.nodes:
+        for k, n in enumerate(self.cl.nodes):
             sock = os.path.join(n.dir, "control.sock")
             old = node_pid(n)
-            say("upgrading %s (pid %s)", n.name, old)
-            p = subprocess.run([VSPCCTL, "-s", sock, "node", "upgrade"],
-                               capture_output=True, timeout=60)
-            out = (p.stdout + p.stderr).decode(errors="replace").strip()
-            if p.returncode != 0:
-                raise AssertionError("phase 3: vspcctl node upgrade on %s "
-                                     "failed (exit %d): %s" %
-                                     (n.name, p.returncode, out))
+            how = "SIGUSR2" if k % 2 else "vspcctl node upgrade"
+            say("upgrading %s (pid %s) with %s", n.name, old, how)
+            if k % 2:
+                os.kill(old, signal.SIGUSR2)
+                out = "SIGUSR2"
+            else:
+                p = subprocess.run([VSPCCTL, "-s", sock, "node", "upgrade"],
+                                   capture_output=True, timeout=60)
+                out = (p.stdout + p.stderr).decode(errors="replace").strip()
+                if p.returncode != 0:
+                    raise AssertionError("phase 3: vspcctl node upgrade on "
+                                         "%s failed (exit %d): %s" %
+                                         (n.name, p.returncode, out))
             new = None
             end = time.monotonic() + 30
             while time.monotonic() < end:
@@ -340,6 +354,10 @@ class ChaosTest(unittest.TestCase):
         self.pre_kill = d.snapshot("prekill")
         d.run_for(WINDOW)
         pid = node_pid(victim)
+        # The people whose connection is on it (before those on the
+        # control protocol come back elsewhere by themselves).
+        self.killed_people = [p for p in d.people.people
+                              if p.session.node == victim.name]
         d.expect_close_node = victim.name
         t_kill = time.monotonic()
         say("kill -9 %s (pid %s)", victim.name, pid)
@@ -359,17 +377,19 @@ class ChaosTest(unittest.TestCase):
                                   ("vmotion", "local", "vmotion-cleanup")})
         say("%d VM connections closed by the kill; reconnecting them "
             "through HAProxy", len(self.killed_vms))
-        # Its people re-attach through a surviving node.
-        self.killed_people = [p for p in d.people.people
-                              if p.session.node == victim.name]
-        for k, p in enumerate(self.killed_people):
+        # Console-port people attach again through a surviving node's
+        # console port; control-protocol people come back by themselves
+        # through HAProxy's control frontend and resume.
+        tel = [p for p in self.killed_people
+               if p.sessions[-1].kind == "console"]
+        for k, p in enumerate(tel):
             n = others[k % len(others)]
             d.people.connect(p, n.name, n.console_port)
         d.attach_all(self.killed_people, timeout=60)
         self.reattached = d.snapshot("reattached")
-        say("%d people of %s re-attached through %s", len(
-            self.killed_people), victim.name,
-            "/".join(n.name for n in others))
+        say("%d people of %s attached again (%d by resume through "
+            "HAProxy, %d on a console port)", len(self.killed_people),
+            victim.name, len(self.killed_people) - len(tel), len(tel))
         d.run_for(SECONDS / 4)
         say("restarting %s", victim.name)
         victim.start()
@@ -395,9 +415,9 @@ class ChaosTest(unittest.TestCase):
         say("chaos: %d VMs at %d B/s, phases %s, %.0fs base phase length",
             NVMS, RATE, wanted, SECONDS)
         if ctl_tcp:
-            say("people: console port (telnet); [control] listen is "
-                "supported by this vspcd but this test does not use the "
-                "control protocol's resume yet")
+            say("people: on the control protocol over TCP with resume "
+                "(all those on %s, half of the others), the rest on the "
+                "console port (telnet)", self.cl.nodes[KILLED].name)
         else:
             say("people: console port (telnet).  The control protocol "
                 "over TCP with resume is NOT available in this vspcd "
@@ -414,12 +434,10 @@ class ChaosTest(unittest.TestCase):
         for v in range(NVMS):
             name = "%s%05d" % (PREFIX, v)
             p = d.people.add(cp.Person(v, name, 0))
-            n = nodes[v % 3]
-            d.people.connect(p, n.name, n.console_port)
+            self.connect_person(d, p, nodes[v % 3], ctl_tcp)
             if v % 4 == 0:
                 q = d.people.add(cp.Person(v, name, 1, mode="spy"))
-                n = nodes[(v + 1) % 3]
-                d.people.connect(q, n.name, n.console_port)
+                self.connect_person(d, q, nodes[(v + 1) % 3], ctl_tcp)
         d.attach_all(d.people.people)
         say("%d people attached (%s)", len(d.people.people),
             ", ".join("%s: %d" % (n.name, sum(
@@ -470,6 +488,16 @@ class ChaosTest(unittest.TestCase):
                 quiet = time.monotonic()
             d.pump()
         self.report(d, ran, bounds, final, failures)
+
+    def connect_person(self, d, p, n, ctl_tcp):
+        """On the control protocol (coming back through HAProxy when its
+        connection ends): everybody on the node killed in phase 4 and
+        every other VM's people elsewhere; else the console port."""
+        if ctl_tcp and (n is self.cl.nodes[KILLED] or p.vm % 2 == 0):
+            p.comeback = ("127.0.0.1", self.cl.haproxy.control_port)
+            d.people.connect_ctl(p, n.name, n.control_port)
+        else:
+            d.people.connect(p, n.name, n.console_port)
 
     # Accounting.
 
@@ -533,6 +561,10 @@ class ChaosTest(unittest.TestCase):
                 lines.append("%-22s %12d %12d %9d %9d %9d" % (
                     "people " + key if ph == 4 and kill_ok else key,
                     r[0], r[1], r[2], r[3], r[4]))
+            if ph == 3:
+                lines.append("  control-protocol attaches ended by the hot "
+                             "upgrades and resumed through HAProxy: %d" %
+                             d.upgrade_resumes)
             if ph != 4 or not kill_ok:
                 bad = [a for a in accts if a.missing[k] or a.dup[k] or
                        a.reordered[k]]
@@ -561,46 +593,57 @@ class ChaosTest(unittest.TestCase):
 
     def check_kill(self, k, accts, killed_names, killed_vms, problems, d):
         """Phase 4: every byte missing is explained by the killed node's
-        own connections, within the in-flight window."""
+        own connections, within the in-flight window: the VMs connected
+        to it, and the console-port people connected to it (who attach
+        anew).  Control-protocol people on it resume: they lose nothing
+        of their own."""
         pre, after, reatt = self.pre_kill, self.after_close, self.reattached
+        tel_killed = {p.label() for p in self.killed_people
+                      if p.sessions[0].kind == "console"}
         lost_vm = lost_person = 0
         bound_vm = sum(after[v] - pre[v] for v in killed_vms)
         bound_person = sum(reatt[a.person.vm] - pre[a.person.vm]
                            for a in accts if a.person.label() in
-                           killed_names)
+                           tel_killed)
         bad = []
         for a in accts:
             v = a.person.vm
             for lo, hi in a.missing_ranges(k):
                 n = hi - lo
-                if a.person.label() in killed_names and \
+                if v in killed_vms and lo >= pre[v] and hi <= after[v]:
+                    lost_vm += n
+                elif a.person.label() in tel_killed and \
                         lo >= pre[v] and hi <= reatt[v]:
                     lost_person += n
-                elif v in killed_vms and lo >= pre[v] and hi <= after[v]:
-                    lost_vm += n
                 else:
                     bad.append((a.person.label(), lo, hi))
         out = []
         out.append("  killed node's VM connections (%d VMs): %d bytes "
-                   "lost by people on surviving nodes; bound (sent by "
-                   "those VMs from %.0fs before the kill until ESXi saw "
-                   "the close, per person) %d" %
-                   (len(killed_vms), lost_vm, WINDOW, sum(
+                   "lost by people; bound (sent by those VMs from %.0fs "
+                   "before the kill until ESXi saw the close, per person) "
+                   "%d" % (len(killed_vms), lost_vm, WINDOW, sum(
                        after[a.person.vm] - pre[a.person.vm] for a in accts
                        if a.person.vm in killed_vms)))
-        out.append("  killed node's people (%d): %d bytes lost; bound "
-                   "(sent by their VMs from %.0fs before the kill until "
-                   "they were attached again) %d" %
-                   (len(killed_names), lost_person, WINDOW, bound_person))
+        out.append("  killed node's people: %d resumed over the control "
+                   "protocol (nothing of their own to lose), %d on its "
+                   "console port: %d bytes lost; bound (sent by their VMs "
+                   "from %.0fs before the kill until they were attached "
+                   "again) %d" %
+                   (len(killed_names) - len(tel_killed), len(tel_killed),
+                    lost_person, WINDOW, bound_person))
         out.append("  (the VMs sent %d bytes to the killed node in that "
                    "window)" % bound_vm)
         if bad:
             problems.append("phase 4: bytes missing outside the killed "
                             "node's in-flight window: %s" % bad[:10])
-        # Duplicates and reordering: only re-attached people may see the
-        # history again (the console port replays it on attach).
+            problems.append(self.describe(4, k, [
+                a for a in accts if a.person.label() in
+                {b[0] for b in bad}], d))
+        # Duplicates and reordering: only console-port people of the
+        # killed node may see history again (the console port replays
+        # recent lines on attach).
         for a in accts:
-            if a.person.label() in killed_names:
+            if a.person.label() in tel_killed:
                 continue
             if a.dup[k] or a.reordered[k]:
                 problems.append("phase 4: %s (on %s) dup %d reordered %d" %

@@ -208,6 +208,58 @@ class OwnerLost(cluster.ClusterTest):
             x.read_until(b"still here\r\n", timeout=10)
 
 
+class OwnerLostPeople(cluster.ClusterTest):
+    """A spy on n3 forwarded to the owner n2; n2 is killed (-9) and the
+    VM comes back on another node: the spy is told the owner was lost,
+    then where the console is back, and output flows again, whether the
+    VM came back on the spy's own node or on a third one."""
+
+    def owner_killed_vm_back_on(self, back):
+        n1, n2, n3 = self.cluster.nodes
+        s = self.sim(n2)
+        s.cmd("add 0 kvm-0 " + UUID.hex())
+        s.cmd("connect 0")
+        s.expect(r"^ready 0 kvm-0")
+        self.wait_listed_everywhere("kvm-0")
+        q = self.console(n3)
+        self.assertIn(b"[spy", ask(q, "spy kvm-0"))
+        w = self.console(n1)
+        self.assertIn(b"[attached", ask(w, "kvm-0"))
+        s.cmd("send 0 %s" % b"before the crash\r\n".hex())
+        q.read_until(b"before the crash\r\n")
+        w.read_until(b"before the crash\r\n")
+        n2.kill9()
+        s.expect(r"^closed 0 \S+ src", timeout=10)
+        for x in (q, w):
+            x.read_until(re.compile(rb"\[-- owner n2 lost[^\r\n]* --\]"),
+                         timeout=15)
+        # ESXi reconnects to another node.
+        s2 = self.sim(self.cluster.node(back))
+        s2.cmd("add 0 kvm-0 " + UUID.hex())
+        s2.cmd("connect 0")
+        s2.expect(r"^ready 0 kvm-0", timeout=15)
+        for x in (q, w):
+            x.read_until(re.compile(
+                rb"\[-- console back on %s: output from the new start "
+                rb"--\]" % back.encode()), timeout=15)
+        s2.cmd("send 0 %s" % b"after the crash\r\n".hex())
+        for x in (q, w):
+            got = x.read_until(b"after the crash\r\n", timeout=15)
+            self.assertNotIn(b"before the crash", got)
+        self.assertFalse(q.closed or w.closed)
+        # Roles kept: the writer writes, the spy does not.
+        q.send(b"spy-typed")
+        w.send(b"writer-typed")
+        self.assertEqual(cluster.sim_recv(s2, 0, 12, timeout=10),
+                         b"writer-typed")
+
+    def test_vm_back_on_the_spy_node(self):
+        self.owner_killed_vm_back_on("n3")
+
+    def test_vm_back_on_the_writer_node(self):
+        self.owner_killed_vm_back_on("n1")
+
+
 class RedisLost(cluster.ClusterTest):
 
     def test_redis_restart(self):
@@ -289,13 +341,13 @@ class LinkLost(cluster.ClusterTest):
         # and tells the person, who stays connected.
         n1.signal(signal.SIGSTOP)
         try:
-            p.read_until(re.compile(rb"link to node n1 lost"), timeout=15)
+            p.read_until(re.compile(rb"owner n1 lost"), timeout=15)
             self.assertFalse(p.closed)
         finally:
             n1.signal(signal.SIGCONT)
         # n1 is back: the link comes back and the person is attached
         # again, still the writer.
-        p.read_until(re.compile(rb"reachable again"), timeout=20)
+        p.read_until(re.compile(rb"console back on n1"), timeout=20)
         vm.send(b"after\r\n")
         p.read_until(b"after\r\n", timeout=10)
         p.send(b"typing again")

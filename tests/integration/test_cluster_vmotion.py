@@ -159,6 +159,86 @@ class CrossNode(cluster.ClusterTest):
         p.read_until(b"moved and alive\r\n")
 
 
+class PeopleFollow(cluster.ClusterTest):
+    """People on every node while the console moves between nodes: each
+    gets every byte once, whether the console comes to their own node or
+    leaves it, and keeps the role it had."""
+
+    def watch(self, owner, people, moves):
+        """VM on owner; people: [(node, mode)] attached before it
+        streams; moves: destination nodes in turn.  Returns the people's
+        consoles and data (notices removed) and notices."""
+        s = self.sim(owner)
+        s.cmd("add 0 vm-00000 " + UUID)
+        s.cmd("connect 0")
+        s.expect(r"^ready 0 vm-00000")
+        self.wait_listed_everywhere("vm-00000")
+        cons = []
+        for node, mode in people:
+            c = self.console(node)
+            self.assertIn(b"[", ask(c, ("%s vm-00000" % mode) if mode
+                                   else "vm-00000"))
+            cons.append(c)
+        s.cmd("stream 0 4000")
+        got = [bytearray() for _ in cons]
+
+        def read(t):
+            end = time.monotonic() + t
+            while time.monotonic() < end:
+                for k, c in enumerate(cons):
+                    got[k] += c.read_for(0.05)
+        read(0.5)
+        for k, dest in enumerate(moves):
+            s.cmd("vmotion 0 ok fin-first dest=127.0.0.1:%d "
+                  "seq=%02xee00%02x" % (dest.vm_port, k, k))
+            m = s.expect(r"^vmotion-done 0 (\S+) (ok|fail) (.*)",
+                         timeout=15)
+            self.assertEqual(m.group(2), "ok", m.group(0))
+            read(0.7)
+        s.cmd("stream 0 0")
+        time.sleep(0.3)
+        _, _, off = sim_stats(s)
+        read(0.7)
+        out = []
+        for k, c in enumerate(cons):
+            self.assertFalse(c.closed, "person %d was disconnected" % k)
+            data, notices = cluster.strip_notices(got[k])
+            res = pattern.check(data, name="vm-00000", index=0,
+                                mode="text", start=0, end=off)
+            out.append((c, res, notices))
+        self.assertGreater(off, 1000)
+        return s, out
+
+    def test_console_moves_onto_the_spy_node(self):
+        # A spy on n2 forwarded to n3; the VM moves n3 -> n2: the spy,
+        # local now, goes on from its byte (not the whole history again).
+        n1, n2, n3 = self.cluster.nodes
+        s, out = self.watch(n3, [(n1, None), (n2, "spy")], [n2, n1, n2])
+        for k, (c, res, notices) in enumerate(out):
+            self.assertTrue(res["ok"], "person %d: %s %r" %
+                            (k, res, notices))
+
+    def test_roles_kept_through_a_third_node(self):
+        # The writer on n1 stays the writer when the console comes to n1
+        # and leaves it again; a spy and a person waiting to write on n3
+        # (a third node each time) stay spies: nobody is forced to spy
+        # mode or promoted on the way.
+        n1, n2, n3 = self.cluster.nodes
+        s, out = self.watch(n2, [(n1, None), (n3, "spy"), (n3, None)],
+                            [n1, n2, n1])
+        for k, (c, res, notices) in enumerate(out):
+            self.assertTrue(res["ok"], "person %d: %s" % (k, res))
+            self.assertFalse([x for x in notices if b"forced" in x or
+                              b"now the writer" in x], (k, notices))
+        for k, (c, res, notices) in enumerate(out[1:]):
+            c.send(b"from-spy")
+            self.assertEqual(cluster.sim_recv(s, 0, 8, timeout=1.5), b"",
+                             "person %d on n3 writes" % (k + 1))
+        out[0][0].send(b"from-writer")
+        self.assertEqual(cluster.sim_recv(s, 0, 11, timeout=10),
+                         b"from-writer")
+
+
 class CrossNodeFailures(cluster.ClusterTest):
     """Every failure path of a vMotion whose destination host reaches
     another node: the console stays on the source, the person attached

@@ -178,6 +178,27 @@ class VMotion(harness.NodeTest):
         self.begin(src, b"\x0a\x0b\x0c\x0d")
         self.assertIn("timed out", self.node.log())
 
+    def test_host_gone_after_goahead_then_reconnects(self):
+        # The source host goes away after GOAHEAD and no destination ever
+        # comes (ESXi killed); the VM connects afresh: the old vMotion is
+        # over, the new connection is the VM's, and it can vMotion at
+        # once (not NOTNOW until the old token expired).
+        src = self.start_vm()
+        p = self.person("vm-a")
+        self.begin(src)
+        src.close()
+        again = FakeVM(self.node, uuid=src.uuid, name="vm-a").ready()
+        self.begin(again, b"\x0a\x0b\x0c\x0d")
+        again.sbcmd(ABORT)
+        # Past the old token's lifetime the new connection is still the
+        # VM's: its output reaches the person, the person's input it.
+        time.sleep(3.5)
+        again.send(b"still current\r\n")
+        p.read_until(b"still current\r\n")
+        p.send(b"typed")
+        self.assertEqual(again.wait_data(5), b"typed")
+        self.begin(again, b"\x01\x02\x03\x04")
+
     def test_expired_token_refused(self):
         src = self.start_vm()
         tok = self.begin(src)
