@@ -593,8 +593,9 @@ client_handoff_save(struct handoff *h)
 	TAILQ_FOREACH(c, &all_clients, gentry) {
 		if (c->flags & CLIENT_DEAD)
 			continue;
-		/* An attached vspcctl is not carried: it resumes by itself. */
-		if (control_client_proto(c->proto->name) != NULL)
+		/* An attached vspcctl goes with its control connection. */
+		if (control_client_proto(c->proto->name) != NULL &&
+		    !control_client_carried(c))
 			continue;
 		vspc__handoff__client__init(&m);
 		vspc__handoff__telnet__init(&tn);

@@ -2385,9 +2385,9 @@ control_shutdown(void)
 /*
  * Hot upgrade (handoff.c).  The requester of "node upgrade" gets its
  * answer from the old process, or, when the request was relayed, from
- * the new one.  The listeners (Unix and TCP), plain control connections
- * and log --follow are handed over; an attached vspcctl is not: it
- * reconnects and resumes at the byte it had shown, by itself.
+ * the new one.  The listeners (Unix and TCP), control connections,
+ * attached ones with their client and the framing of its output, and
+ * log --follow are handed over.
  */
 static struct ctl_sink	 ctl_upgrade_sink;
 static int		 ctl_upgrading;
@@ -2498,7 +2498,17 @@ ctl_conn_carried(const struct ctl_conn *cc)
 {
 	if (ctl_upgrading && ctl_upgrade_sink.conn == cc->id)
 		return (0);
-	return (cc->c == NULL && cc->pair == NULL && !cc->attaching);
+	/* An attach still waiting for a remote owner is not (busy). */
+	return (!cc->attaching && (cc->c == NULL) == (cc->pair == NULL));
+}
+
+/* Hot upgrade: is an attached vspcctl's client handed over? */
+int
+control_client_carried(const struct client *c)
+{
+	const struct ctl_conn	*cc = c->proto_data;
+
+	return (cc != NULL && cc->c == c && ctl_conn_carried(cc));
 }
 
 /* Hot upgrade: stop (1) or resume (0) reading commands and accepting. */
@@ -2593,6 +2603,25 @@ control_handoff_save(struct handoff *h)
 			cm->login = cc->login;
 		cm->attempts = cc->attempts;
 		cm->ro_console = cc->ro_console;
+		if (cc->c != NULL) {
+			cm->client = cc->c->id;
+			cm->pair = handoff_add_fd(h, bufferevent_getfd(cc->pair));
+			handoff_evbuffer_bytes(bufferevent_get_input(cc->pair),
+			    &cm->pair_in);
+			handoff_evbuffer_bytes(bufferevent_get_output(cc->pair),
+			    &cm->pair_out);
+			cm->pstate = cc->pstate;
+			if (cc->msg != NULL)
+				handoff_evbuffer_bytes(cc->msg, &cm->msg);
+			cm->stream = cc->stream;
+			cm->next = cc->next;
+			cm->skipped = cc->skipped;
+			cm->resume = cc->resume;
+			cm->resume_stream = cc->resume_stream;
+			cm->resume_off = cc->resume_off;
+			cm->resuming = cc->resuming;
+		} else
+			cm->pair = -1;
 		handoff_evbuffer_bytes(bufferevent_get_input(cc->bev), &cm->in);
 		handoff_evbuffer_bytes(bufferevent_get_output(cc->bev),
 		    &cm->out);
@@ -2630,6 +2659,9 @@ control_handoff_save(struct handoff *h)
 	for (i = 0; i < m.n_conns; i++) {
 		free(m.conns[i]->in.data);
 		free(m.conns[i]->out.data);
+		free(m.conns[i]->pair_in.data);
+		free(m.conns[i]->pair_out.data);
+		free(m.conns[i]->msg.data);
 		free(m.conns[i]);
 	}
 	for (i = 0; i < m.n_follows; i++)
@@ -2638,6 +2670,43 @@ control_handoff_save(struct handoff *h)
 	free(m.follows);
 	free(ls);
 	free(lp);
+}
+
+/* Hot upgrade: an attached vspcctl, relinked to its client. */
+static int
+ctl_conn_restore_attached(struct handoff *h, struct ctl_conn *cc,
+    const Vspc__Handoff__ControlConn *cm, char **err)
+{
+	struct client	*c;
+	int		 fd;
+
+	if ((c = client_find(cm->client)) == NULL ||
+	    c->proto != &ctl_client_proto ||
+	    (fd = handoff_take_fd(h, cm->pair)) == -1) {
+		xasprintf(err, "control connection %u: attached client %u "
+		    "missing", cm->id, cm->client);
+		return (-1);
+	}
+	cc->c = c;
+	c->proto_data = cc;
+	cc->pair = bufferevent_socket_new(server_base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(cc->pair, ctl_pair_read, NULL, ctl_pair_event, cc);
+	evbuffer_add(bufferevent_get_input(cc->pair), cm->pair_in.data,
+	    cm->pair_in.len);
+	evbuffer_add(bufferevent_get_output(cc->pair), cm->pair_out.data,
+	    cm->pair_out.len);
+	cc->pstate = cm->pstate;
+	cc->msg = evbuffer_new();
+	evbuffer_add(cc->msg, cm->msg.data, cm->msg.len);
+	cc->stream = cm->stream;
+	cc->next = cm->next;
+	cc->skipped = cm->skipped;
+	cc->resume = cm->resume;
+	cc->resume_stream = cm->resume_stream;
+	cc->resume_off = cm->resume_off;
+	cc->resuming = cm->resuming;
+	return (0);
 }
 
 /* Hot upgrade: serve the inherited control sockets and connections. */
@@ -2719,6 +2788,11 @@ control_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 		evbuffer_add(bufferevent_get_output(cc->bev), cm->out.data,
 		    cm->out.len);
 		TAILQ_INSERT_TAIL(&ctl_conns, cc, entry);
+		if (cm->pair != -1 && ctl_conn_restore_attached(h, cc, cm,
+		    err) == -1) {
+			vspc__handoff__control__free_unpacked(m, NULL);
+			return (-1);
+		}
 	}
 	for (i = 0; i < m->n_follows; i++) {
 		fm = m->follows[i];
@@ -2768,6 +2842,12 @@ control_handoff_resume(void)
 		/* Commands read but not served by the old process. */
 		if (evbuffer_get_length(bufferevent_get_input(cc->bev)) != 0)
 			bufferevent_trigger(cc->bev, EV_READ, 0);
+		if (cc->pair == NULL)
+			continue;
+		bufferevent_enable(cc->pair, EV_READ|EV_WRITE);
+		/* Console output read but not yet framed. */
+		if (evbuffer_get_length(bufferevent_get_input(cc->pair)) != 0)
+			bufferevent_trigger(cc->pair, EV_READ, 0);
 	}
 	if (ctl_reply_node != NULL) {
 		memset(&s, 0, sizeof s);

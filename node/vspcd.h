@@ -1201,6 +1201,7 @@ int		 client_handoff_restore(struct handoff *, const uint8_t *,
 		     size_t, char **);
 const struct client_proto *client_proto_find(const char *);
 const struct client_proto *control_client_proto(const char *);
+int		 control_client_carried(const struct client *);
 void		 control_handoff_pause(int);
 void		 control_handoff_save(struct handoff *);
 int		 control_handoff_restore(struct handoff *, const uint8_t *,

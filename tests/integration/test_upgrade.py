@@ -18,6 +18,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import FakeVM, wait_for  # noqa: E402
+import ctlclient  # noqa: E402
 
 BEGIN, GOAHEAD, PEER, PEER_OK, COMPLETE = 0x28, 0x29, 0x2c, 0x2d, 0x2e
 
@@ -100,6 +101,53 @@ class Upgrade(harness.NodeTest):
         for ps in people:
             for p in ps:
                 self.assertFalse(p.closed, "a person was disconnected")
+
+    def test_attached_vspcctl_stays(self):
+        """A tool attached over the control socket (what vspcctl attach
+        speaks) keeps its connection across upgrades; the offsets of
+        what it gets run on without a gap or a repeat, and its keys reach
+        the VM."""
+        vm = FakeVM(self.node, name="vm-c").ready()
+        self.node.wait_listed("vm-c")
+        conn = ctlclient.CtlConn(self.node.ctl_socket())
+        conn.send(ctlclient.ATTACH, target="vm-c")
+        r = conn.recv()
+        self.assertTrue(r is not None and r.ok, r.error if r else "closed")
+        got, stream, nxt = bytearray(), None, None
+
+        def collect(want):
+            end = time.monotonic() + 15
+            while not got.endswith(want):
+                self.assertLess(time.monotonic(), end,
+                                "attached tool: %r" % bytes(got[-200:]))
+                r = conn.recv(end - time.monotonic())
+                self.assertIsNotNone(r, "the attached tool was "
+                                     "disconnected")
+                if not r.data:
+                    continue
+                nonlocal stream, nxt
+                if stream is None:
+                    stream, nxt = r.stream, r.offset
+                self.assertEqual(r.stream, stream, "stream changed")
+                self.assertEqual(r.offset, nxt, "gap or repeat")
+                nxt += len(r.data)
+                got.extend(r.data)
+
+        want = b""
+        for round, how in enumerate(["ctl", "signal", "ctl"]):
+            chunk = lines(0, 200, b"c%d-" % round)
+            vm.send(chunk)
+            want += chunk
+            collect(chunk)
+            self.upgrade(how)
+            conn.send(ctlclient.INPUT, data=b"key%d" % round)
+            self.assertEqual(vm.wait_data(6), b"key%d" % round)
+        chunk = lines(0, 200, b"end-")
+        vm.send(chunk)
+        want += chunk
+        collect(chunk)
+        self.assertEqual(bytes(got), want, "lost or duplicated bytes")
+        conn.close()
 
     def test_vmotions_in_flight_complete(self):
         a = FakeVM(self.node, name="vm-a").ready()
