@@ -582,7 +582,10 @@ class Cluster:
             for n in self.nodes:
                 n.cleanup()
                 _dirs.discard(n.dir)
-            shutil.rmtree(self.dir, ignore_errors=True)
+            if os.environ.get("KEEP_DIR"):
+                sys.stderr.write("kept %s\n" % self.dir)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
             _dirs.discard(self.dir)
 
 

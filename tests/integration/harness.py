@@ -214,6 +214,9 @@ class Node:
 
     def cleanup(self):
         self.stop()
+        if os.environ.get("KEEP_DIR"):
+            sys.stderr.write("kept %s\n" % self.dir)
+            return
         subprocess.call(["rm", "-rf", self.dir])
 
 
