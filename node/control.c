@@ -507,8 +507,26 @@ ctl_remote(struct console *con)
 	    strcmp(con->owner, server_conf->node_id) != 0);
 }
 
+/*
+ * Over [control] listen with a users file: may the login see this
+ * console (list it, show it, read its log)?  The same rules as attach.
+ */
+static int
+ctl_may_see(const struct ctl_conn *cc, const struct console *con)
+{
+	char	uuid[UUID_STRLEN + 1];
+
+	if (cc == NULL || !cc->tcp || server_auth == NULL)
+		return (1);
+	if (cc->login == NULL)
+		return (0);
+	uuid_format(con->uuid, uuid);
+	return (auth_console_access(server_auth, cc->login, con->name,
+	    con->key, uuid) != AUTH_NONE);
+}
+
 static void
-ctl_vm_list(struct ctl_sink *s)
+ctl_vm_list(struct ctl_sink *s, const struct ctl_conn *cc)
 {
 	Vspc__Ctl__Reply	  r = VSPC__CTL__REPLY__INIT;
 	Vspc__Ctl__Console	 *cs, **cp;
@@ -520,6 +538,8 @@ ctl_vm_list(struct ctl_sink *s)
 	cs = xcalloc(n + 1, sizeof *cs);
 	cp = xcalloc(n + 1, sizeof *cp);
 	TAILQ_FOREACH(con, &all_consoles, gentry) {
+		if (!ctl_may_see(cc, con))
+			continue;
 		vspc__ctl__console__init(&cs[i]);
 		cs[i].key = con->key;
 		cs[i].name = con->name != NULL ? con->name : (char *)"";
@@ -532,7 +552,7 @@ ctl_vm_list(struct ctl_sink *s)
 		i++;
 	}
 	r.ok = 1;
-	r.n_consoles = n;
+	r.n_consoles = i;
 	r.consoles = cp;
 	ctl_send(s, &r);
 	free(cp);
@@ -1980,12 +2000,27 @@ ctl_dispatch(struct ctl_sink *s, struct ctl_conn *cc, Vspc__Ctl__Request *req,
 		ctl_error(s, "attached: only input and escape commands");
 		return;
 	}
+	/* A console the login may not see is not shown, nor its log. */
+	if (cc != NULL && cc->tcp && server_auth != NULL &&
+	    (req->command == VSPC__CTL__COMMAND__VM_SHOW ||
+	    req->command == VSPC__CTL__COMMAND__LOG ||
+	    (req->command == VSPC__CTL__COMMAND__WHO &&
+	    req->target != NULL && *req->target != '\0'))) {
+		struct console	*con;
+
+		if (ctl_lookup(s, req->target, &con) == -1)
+			return;
+		if (!ctl_may_see(cc, con)) {
+			ctl_error(s, "%s: permission denied", req->target);
+			return;
+		}
+	}
 	switch (req->command) {
 	case VSPC__CTL__COMMAND__CLUSTER_STATUS:
 		ctl_cluster_status(s);
 		break;
 	case VSPC__CTL__COMMAND__VM_LIST:
-		ctl_vm_list(s);
+		ctl_vm_list(s, cc);
 		break;
 	case VSPC__CTL__COMMAND__VM_SHOW:
 		ctl_vm_show(s, req);

@@ -502,6 +502,17 @@ class ControlTest(LoginBase):
         self.assertIn("permission denied: read-only access", r.stderr)
         r = self.ctl("dave", PASSWORD, "attach", "vm-stream")
         self.assertIn("permission denied", r.stderr)
+        # Nor may dave see the console exists, or read its log.
+        r = self.ctl("dave", PASSWORD, "vm", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("vm-stream", r.stdout)
+        for args in (["vm", "show", "vm-stream"], ["log", "vm-stream"],
+                     ["who", "vm-stream"]):
+            r = self.ctl("dave", PASSWORD, *args)
+            self.assertNotEqual(r.returncode, 0, args)
+            self.assertIn("vm-stream: permission denied", r.stderr)
+        r = self.ctl("bob", PASSWORD, "log", "vm-stream")
+        self.assertEqual(r.returncode, 0, r.stderr)
         # The Unix socket needs no login: its permissions decide.
         r = vspcctl(["-s", self.node.ctl_socket(), "vm", "list"])
         self.assertEqual(r.returncode, 0, r.stderr)
