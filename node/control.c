@@ -154,6 +154,7 @@ struct ctl_listener {
 
 static struct ctl_listener	 ctl_listeners[2];
 static struct evconnlistener	**ctl_tcp;	/* [control] listen. */
+static u_char			 ctl_readbuf[CTL_CHUNK];
 static u_int			 ctl_ntcp;
 static struct ctl_conns		 ctl_conns = TAILQ_HEAD_INITIALIZER(ctl_conns);
 static struct ctl_relays	 ctl_relays = TAILQ_HEAD_INITIALIZER(ctl_relays);
@@ -1305,6 +1306,13 @@ ctl_segs_place(struct ctl_conn *cc, struct ctl_segs *ss, int known,
 	uint64_t	 next = cc->next;
 	int		 i;
 
+	/*
+	 * Once the stream is anchored, bytes are numbered in the order they
+	 * come (skips arrive as markers): the client's position only places
+	 * the first bytes, and those of a new stream.
+	 */
+	if (known && cc->stream != 0 && stream == cc->stream)
+		known = 0;
 	for (i = (int)ss->n - 1; known && i >= 0; i--) {
 		sg = &ss->v[i];
 		if (sg->text) {
@@ -1399,8 +1407,8 @@ ctl_segs_send(struct ctl_conn *cc, struct ctl_segs *ss, int known,
 		cc->next = sg->off + sg->len;
 		cc->resuming = 0;
 	}
-	if (known) {
-		if (cc->stream != 0 && stream != cc->stream)
+	if (known && (cc->stream == 0 || stream != cc->stream)) {
+		if (cc->stream != 0)
 			ctl_send_text(&s, "stream changed: output from the new "
 			    "start");
 		cc->stream = stream;
@@ -1412,28 +1420,37 @@ static void
 ctl_pair_read(struct bufferevent *bev, void *arg)
 {
 	struct ctl_conn		*cc = arg;
-	struct evbuffer		*in = bufferevent_get_input(bev);
+	struct evbuffer		*in;
 	struct evbuffer		*out = bufferevent_get_output(cc->bev);
 	struct ctl_segs		 ss;
 	struct client		*c = cc->c;
 	uint64_t		 stream = 0, end = 0;
-	int			 n, dry = 0, known = 0, more = 0;
+	ssize_t			 n;
+	int			 dry = 0, known = 0, more = 0;
 
 	/*
 	 * Read the pair dry, so that everything the client wrote is here
-	 * and its position describes the end of it.
+	 * and its position describes the end of it.  Into a buffer of our
+	 * own: the bufferevent's input is frozen at its end (adding to it
+	 * fails), so what it read is moved over and read(2) does the rest.
 	 */
+	in = evbuffer_new();
+	evbuffer_add_buffer(in, bufferevent_get_input(bev));
 	for (;;) {
 		if (evbuffer_get_length(out) > CTL_OUT_HIGH)
 			break;
-		n = evbuffer_read(in, bufferevent_getfd(bev), CTL_CHUNK);
+		n = read(bufferevent_getfd(bev), ctl_readbuf,
+		    sizeof ctl_readbuf);
+		if (n == -1 && errno == EINTR)
+			continue;
 		if (n == 0 || (n == -1 && (errno == EAGAIN ||
 		    errno == EWOULDBLOCK))) {
 			dry = 1;
 			break;
 		}
-		if (n == -1 && errno != EINTR)
+		if (n == -1)
 			break;
+		evbuffer_add(in, ctl_readbuf, n);
 		if (evbuffer_get_length(in) > 4 * CTL_CHUNK) {
 			more = 1;
 			break;
@@ -1441,6 +1458,7 @@ ctl_pair_read(struct bufferevent *bev, void *arg)
 	}
 	memset(&ss, 0, sizeof ss);
 	ctl_pair_parse(cc, in, &ss);
+	evbuffer_free(in);
 	if (c != NULL && c->skipped != cc->skipped) {
 		ctl_segs_skips(&ss);
 		cc->skipped = c->skipped;

@@ -264,12 +264,32 @@ handoff_timer_set(struct event *ev, int64_t us)
 void
 handoff_evbuffer_bytes(struct evbuffer *b, ProtobufCBinaryData *out)
 {
-	size_t	len = b != NULL ? evbuffer_get_length(b) : 0;
+	struct evbuffer_iovec	*v;
+	size_t			 len = b != NULL ? evbuffer_get_length(b) : 0;
+	size_t			 k = 0;
+	int			 n, i;
 
 	out->len = len;
 	out->data = xmalloc(len == 0 ? 1 : len);
-	if (len != 0)
-		evbuffer_copyout(b, out->data, len);
+	if (len == 0)
+		return;
+	/*
+	 * Not evbuffer_copyout: it refuses a buffer whose front is frozen,
+	 * as a bufferevent's output always is, and leaves out->data as it
+	 * was.  evbuffer_peek reads any buffer.
+	 */
+	n = evbuffer_peek(b, -1, NULL, NULL, 0);
+	v = xcalloc(n + 1, sizeof *v);
+	n = evbuffer_peek(b, -1, NULL, v, n);
+	for (i = 0; i < n && k < len; i++) {
+		if (v[i].iov_len > len - k)
+			v[i].iov_len = len - k;
+		memcpy(out->data + k, v[i].iov_base, v[i].iov_len);
+		k += v[i].iov_len;
+	}
+	free(v);
+	if (k != len)
+		fatalx("%s: %zu of %zu bytes", __func__, k, len);
 }
 
 static int

@@ -30,7 +30,7 @@ def lines(start, n, tag):
 
 class Upgrade(harness.NodeTest):
 
-    node_extra = {"vm.vmotion_token_ttl": "30"}
+    node_extra = {"vm.vmotion_token_ttl": "30", "console.history": "4M"}
 
     def ctl(self, *args, check=False, timeout=30):
         p = subprocess.run([harness.VSPCCTL, "-s", self.node.ctl_socket()] +
@@ -148,6 +148,15 @@ class Upgrade(harness.NodeTest):
                 collect(chunk)
             conn.send(ctlclient.INPUT, data=b"key%d" % round)
             self.assertEqual(vm.wait_data(6), b"key%d" % round)
+        # The tool stops reading while the VM sends more than the
+        # sockets hold: replies wait in the node's output buffer (whose
+        # front a bufferevent keeps frozen) when the upgrade happens.
+        chunk = lines(0, 30000, b"big-")
+        vm.send(chunk)
+        want += chunk
+        time.sleep(1.0)
+        self.upgrade("signal")
+        collect(chunk)
         chunk = lines(0, 200, b"end-")
         vm.send(chunk)
         want += chunk
