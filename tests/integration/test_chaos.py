@@ -1,4 +1,4 @@
-# The chaos test (issue 5, "the proof"): consoles never go dark.
+# The chaos test: consoles never go dark.
 #
 # Three vspcd nodes, Redis and HAProxy on loopback (cluster.py); hundreds
 # of simulated VMs (one esxisim, -n, connecting through HAProxy) streaming
