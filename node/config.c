@@ -1504,8 +1504,10 @@ config_print(const struct config *conf, FILE *fp)
 			    sizeof buf);
 			break;
 		default:
+			/* "= ;x" would read back as a comment: no space. */
 			fprintf(fp, "%s =%s%s\n", k->name,
-			    **(char * const *)(cp + k->off) != '\0' ? " " : "",
+			    **(char * const *)(cp + k->off) != '\0' &&
+			    **(char * const *)(cp + k->off) != ';' ? " " : "",
 			    *(char * const *)(cp + k->off));
 			continue;
 		}

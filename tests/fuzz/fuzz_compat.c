@@ -69,6 +69,7 @@ fuzz_check_people(void)
 	}
 }
 
+/* One input: see the layout at the top of this file. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

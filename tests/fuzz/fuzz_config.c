@@ -23,9 +23,11 @@
  *	rest		the configuration file
  *
  * The file is read with config_load from a memfd, then checked.  A
- * configuration that loads and checks is printed (vspcd -nv) and the
- * printed text must itself load and check, and print the same again:
- * what -nv shows is a configuration vspcd accepts.
+ * file that loads and checks is printed (vspcd -nv) and the printed text
+ * must itself load and check, and print the same again: what -nv shows
+ * is a configuration vspcd accepts.  Not after an override: "-o" values
+ * do not go through the file reader, and one holding " ;" cannot be
+ * written in a file (the reader takes it for a comment).
  */
 
 #include <sys/mman.h>
@@ -89,6 +91,7 @@ fuzz_print(const struct config *conf, size_t *len)
 	return (text);
 }
 
+/* One input: see the layout at the top of this file. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -104,6 +107,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ok = fuzz_load(conf, data + 1, size - 1) == 0;
 
 	if (data[0] & 1) {
+		ok = 0;
 		/* The last line as "-o section.key=value". */
 		n = size - 1;
 		last = data + 1;
@@ -120,8 +124,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			free(err);
 		} else {
 			err = NULL;
-			ok = config_check(conf, &err) == 0;
+			if (config_check(conf, &err) == -1)
+				CHECK(err != NULL);
 			free(err);
+			/* Still printable. */
+			text1 = fuzz_print(conf, &len1);
+			free(text1);
 		}
 		free(line);
 	}
@@ -131,7 +139,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		again = config_default();
 		CHECK(fuzz_load(again, text1, len1) == 0);
 		text2 = fuzz_print(again, &len2);
-		CHECK(len1 == len2 && memcmp(text1, text2, len1) == 0);
+		if (len1 != len2 || memcmp(text1, text2, len1) != 0) {
+			fprintf(stderr, "printed:\n%s\nprinted again:\n%s\n",
+			    text1, text2);
+			abort();
+		}
 		free(text1);
 		free(text2);
 		config_free(again);

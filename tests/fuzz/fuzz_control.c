@@ -212,6 +212,7 @@ fuzz_write(int fd, const u_char *p, size_t n, struct evbuffer *in)
 	}
 }
 
+/* One input: see the layout at the top of this file. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

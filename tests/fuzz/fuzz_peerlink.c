@@ -295,6 +295,7 @@ fuzz_handshake(int fd, struct evbuffer *from)
 	CHECK(peer_find(FUZZ_OTHER) != NULL);
 }
 
+/* One input: see the layout at the top of this file. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -84,6 +84,7 @@ fuzz_check_tables(void)
 	CHECK(n == nconsoles);
 }
 
+/* One input: see the layout at the top of this file. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
