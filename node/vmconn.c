@@ -160,6 +160,8 @@ vmconn_close(struct vmconn *v, const char *reason)
 	if (v->flags & VMCONN_DEAD)
 		return;
 	v->flags |= VMCONN_DEAD;
+	/* Bytes after these in the same read are not acted upon. */
+	v->tn.stop = 1;
 	if (con != NULL && v->role != VMCONN_RETIRED) {
 		log_info("%s: closed: %s", vmconn_name(v), reason);
 		console_vm_gone(con, v);
