@@ -141,6 +141,8 @@ static int		 cluster_handed;	/* Started by a hand-over. */
 static struct event	*cluster_heartbeat_ev;
 static time_t		 cluster_started;
 static char		*cluster_self_addr;
+static char		**cluster_orphans;
+static u_int		 cluster_norphans;
 
 static void	cluster_remote_notice(struct client *, const char *);
 static void	cluster_remote_input(struct client *, const u_char *, size_t);
@@ -580,6 +582,33 @@ cluster_republish(void)
 	evtimer_add(republish_ev, &tv);
 }
 
+/*
+ * Nodes whose record is gone while their link is up (see
+ * STORE_EV_NODE_DOWN): set (1) or clear (0); 1 returned by a clear if
+ * the node was one.
+ */
+static int
+cluster_orphan(const char *node, int set)
+{
+	u_int	i;
+
+	for (i = 0; i < cluster_norphans; i++) {
+		if (strcmp(cluster_orphans[i], node) != 0)
+			continue;
+		if (set)
+			return (1);
+		free(cluster_orphans[i]);
+		cluster_orphans[i] = cluster_orphans[--cluster_norphans];
+		return (1);
+	}
+	if (!set)
+		return (0);
+	cluster_orphans = xreallocarray(cluster_orphans,
+	    cluster_norphans + 1, sizeof *cluster_orphans);
+	cluster_orphans[cluster_norphans++] = xstrdup(node);
+	return (0);
+}
+
 static void
 cluster_event(const struct store_event *ev, void *arg)
 {
@@ -595,15 +624,29 @@ cluster_event(const struct store_event *ev, void *arg)
 		    cluster_self()) != 0 && ev->node->peer[0] != '\0') {
 			log_info("cluster: node %s is up (%s)", ev->node->id,
 			    ev->node->peer);
+			cluster_orphan(ev->node->id, 0);
 			peer_want(ev->node->id, ev->node->peer);
 		}
 		break;
 	case STORE_EV_NODE_DOWN:
-		if (ev->node != NULL && strcmp(ev->node->id,
-		    cluster_self()) != 0) {
-			log_warnx("cluster: node %s is down", ev->node->id);
-			peer_unwant(ev->node->id);
+		if (ev->node == NULL || strcmp(ev->node->id,
+		    cluster_self()) == 0)
+			break;
+		/*
+		 * A record can vanish while its node is fine (Redis restarted
+		 * without persistence, before the node registered again): a
+		 * link that is up says more than the store.  It is let go if
+		 * the link goes down while the record is still missing.
+		 */
+		if (peer_find(ev->node->id) != NULL) {
+			log_info("cluster: node %s has no record in the "
+			    "shared state but its link is up; keeping it",
+			    ev->node->id);
+			cluster_orphan(ev->node->id, 1);
+			break;
 		}
+		log_warnx("cluster: node %s is down", ev->node->id);
+		peer_unwant(ev->node->id);
 		break;
 	case STORE_EV_RESYNC:
 		/*
@@ -737,6 +780,10 @@ cluster_stop(void)
 	cluster_pend_run(NULL);
 	free(cluster_self_addr);
 	cluster_self_addr = NULL;
+	while (cluster_norphans > 0)
+		free(cluster_orphans[--cluster_norphans]);
+	free(cluster_orphans);
+	cluster_orphans = NULL;
 }
 
 /*
@@ -2127,6 +2174,10 @@ cluster_peer_down(struct peer *p)
 	char		*why;
 
 	log_warnx("cluster: link to node %s down", node);
+	if (cluster_orphan(node, 0)) {
+		log_warnx("cluster: node %s is down", node);
+		peer_unwant(node);
+	}
 	TAILQ_FOREACH_SAFE(c, &all_clients, gentry, c1) {
 		if (c->cluster == NULL)
 			continue;

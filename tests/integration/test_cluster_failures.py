@@ -273,6 +273,10 @@ class RedisLost(cluster.ClusterTest):
         self.wait_listed_everywhere("rvm-b")
         local = self.console(n1)
         self.assertIn(b"[attached", ask(local, "rvm-a"))
+        # A person forwarded from n3 before the outage.
+        early = self.console(n3)
+        self.assertIn(b"[spy", ask(early, "spy rvm-a"))
+        marks = {n.name: n.log_mark() for n in self.cluster.nodes}
 
         self.cluster.redis.stop()
         # n1 keeps serving its own console and its own people.
@@ -316,6 +320,15 @@ class RedisLost(cluster.ClusterTest):
         s.cmd("send 0 %s" % b"redis is back\r\n".hex())
         remote.read_until(b"redis is back\r\n")
         local.read_until(b"redis is back\r\n")
+        # Redis came back empty: the node records were gone for a while,
+        # but the peer links were up all along and stayed up, and the
+        # person forwarded before the outage was never detached.
+        got = early.read_until(b"redis is back\r\n")
+        self.assertNotIn(b"lost", got)
+        for n in self.cluster.nodes:
+            down = [ln for ln in n.log_since(marks[n.name]).splitlines()
+                    if "link to node" in ln and "down" in ln]
+            self.assertEqual(down, [], n.name)
         # A cross-node vMotion works again; the people follow.
         s.cmd("vmotion 0 ok fin-first dest=127.0.0.1:%d" % n2.vm_port)
         m = s.expect(r"^vmotion-done 0 (\S+) (ok|fail) (.*)", timeout=15)
