@@ -216,16 +216,43 @@ class ClusterNode(harness.Node):
         super().__init__(name=name, extra=merged, options=options)
 
     def start(self, timeout=10):
-        args = [harness.VSPCD, "-d", "-v", "-f", self.conf]
-        for o in self.options:
-            args += ["-o", o]
-        self.proc = _spawn(args, self.stderr_path)
-        self.stderr = open(os.devnull, "wb")    # For Node.stop().
-        wait_for(self.ready, timeout, "vspcd %s to listen on its vm, "
-                 "console, compat%s ports" % (self.name,
-                                              " and peer" if self.peer_port
-                                              else ""))
+        for attempt in range(3):
+            args = [harness.VSPCD, "-d", "-v", "-f", self.conf]
+            for o in self.options:
+                args += ["-o", o]
+            self.proc = _spawn(args, self.stderr_path)
+            self.stderr = open(os.devnull, "wb")    # For Node.stop().
+            try:
+                wait_for(self.ready, timeout, "vspcd %s to listen on its "
+                         "vm, console, compat%s ports" %
+                         (self.name, " and peer" if self.peer_port
+                          else ""))
+                self.started_once = True
+                return self
+            except AssertionError as e:
+                # A free port taken by a test running beside this one
+                # before vspcd bound it: other ports, on the first start
+                # only (a restart must keep its addresses).
+                if getattr(self, "started_once", False) or \
+                        attempt == 2 or "Address already in use" not in \
+                        str(e):
+                    raise
+                self.repick_ports()
         return self
+
+    def repick_ports(self):
+        self.vm_port = free_port()
+        self.console_port = free_port()
+        self.compat_port = free_port()
+        self.http_port = free_port()
+        self.control_port = free_port()
+        self.extra["http.listen"] = "127.0.0.1:%d" % self.http_port
+        self.extra["control.listen"] = "127.0.0.1:%d" % self.control_port
+        if self.peer_port is not None:
+            self.peer_port = free_port()
+            self.extra["cluster.peer_listen"] = \
+                "127.0.0.1:%d" % self.peer_port
+        self.write_config()
 
     def ready(self):
         if not super().ready():
