@@ -62,5 +62,7 @@ void	 fnode_reset(void);
 int	 fnode_vm(const char *, const char *, const char *);
 int	 fnode_run_script(const uint8_t *, size_t, const enum fnode_kind *,
 	     const int *, u_int);
+#define FNODE_PEOPLE_MAX	65536
+int	 fnode_people_input(const uint8_t *, size_t, enum fnode_kind);
 
 #endif /* FUZZ_H */

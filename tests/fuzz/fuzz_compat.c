@@ -33,59 +33,9 @@
 #include "vspcd.h"
 #include "fuzz.h"
 
-#define FUZZ_MAX	65536
-
-static const char *fuzz_conf[] = {
-	"console.history=4k",
-	"console.client_buffer=4k",
-};
-
-static const enum fnode_kind fuzz_slots[] = {
-	FNODE_COMPAT, FNODE_COMPAT, FNODE_VM, FNODE_VM
-};
-
-static void
-fuzz_check_people(void)
-{
-	struct console	*con;
-	struct client	*c, *c2;
-	u_int		 found;
-
-	TAILQ_FOREACH(c, &all_clients, gentry) {
-		if (c->console == NULL || (c->flags & CLIENT_DEAD))
-			continue;
-		found = 0;
-		TAILQ_FOREACH(con, &all_consoles, gentry) {
-			if (con == c->console)
-				found = 1;
-		}
-		CHECK(found);
-		found = 0;
-		TAILQ_FOREACH(c2, &c->console->clients, centry) {
-			if (c2 == c)
-				found = 1;
-		}
-		CHECK(found);
-	}
-}
-
 /* One input: see the layout at the top of this file. */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	int	open[4] = { -1, -1, -1, -1 };
-
-	if (size > FUZZ_MAX)
-		return (0);
-	fnode_init(fuzz_conf, sizeof fuzz_conf / sizeof fuzz_conf[0]);
-	open[2] = fnode_vm("42 0a 2b 3c 4d 5e 6f 70-81 92 a3 b4 c5 d6 e7 f8",
-	    "web01", "vSPC.py");
-	open[3] = fnode_vm("42 0a 2b 3c 4d 5e 6f 70-81 92 a3 b4 c5 d6 e7 f9",
-	    "web02", "vSPC.py");
-	CHECK(nconsoles == 2);
-	fnode_run_script(data, size, fuzz_slots, open,
-	    sizeof fuzz_slots / sizeof fuzz_slots[0]);
-	fuzz_check_people();
-	fnode_reset();
-	return (0);
+	return (fnode_people_input(data, size, FNODE_COMPAT));
 }

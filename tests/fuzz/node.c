@@ -488,3 +488,63 @@ fnode_run_script(const uint8_t *p, size_t len, const enum fnode_kind *kinds,
 	}
 	return (records);
 }
+
+/*
+ * Every person attached is attached to a console that exists, and is on
+ * that console's list.
+ */
+static void
+fnode_check_people(void)
+{
+	struct console	*con;
+	struct client	*c, *c2;
+	u_int		 found;
+
+	TAILQ_FOREACH(c, &all_clients, gentry) {
+		if (c->console == NULL || (c->flags & CLIENT_DEAD))
+			continue;
+		found = 0;
+		TAILQ_FOREACH(con, &all_consoles, gentry) {
+			if (con == c->console)
+				found = 1;
+		}
+		CHECK(found);
+		found = 0;
+		TAILQ_FOREACH(c2, &c->console->clients, centry) {
+			if (c2 == c)
+				found = 1;
+		}
+		CHECK(found);
+	}
+}
+
+/*
+ * One input of a people target (cmdline, compat): slots 0 and 1 are
+ * people on a listener of kind, slots 2 and 3 the ESXi connections of
+ * the VMs web01 and web02, bound before the script runs.
+ */
+int
+fnode_people_input(const uint8_t *data, size_t size, enum fnode_kind kind)
+{
+	static const char	*conf[] = {
+		"console.history=4k",
+		"console.client_buffer=4k",
+	};
+	enum fnode_kind		 slots[4];
+	int			 open[4] = { -1, -1, -1, -1 };
+
+	if (size > FNODE_PEOPLE_MAX)
+		return (0);
+	slots[0] = slots[1] = kind;
+	slots[2] = slots[3] = FNODE_VM;
+	fnode_init(conf, sizeof conf / sizeof conf[0]);
+	open[2] = fnode_vm("42 0a 2b 3c 4d 5e 6f 70-81 92 a3 b4 c5 d6 e7 f8",
+	    "web01", "vSPC.py");
+	open[3] = fnode_vm("42 0a 2b 3c 4d 5e 6f 70-81 92 a3 b4 c5 d6 e7 f9",
+	    "web02", "vSPC.py");
+	CHECK(nconsoles == 2);
+	fnode_run_script(data, size, slots, open, 4);
+	fnode_check_people();
+	fnode_reset();
+	return (0);
+}
