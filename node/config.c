@@ -611,6 +611,13 @@ config_setvalue(struct config *conf, const struct config_key *k,
 
 	switch (k->type) {
 	case CONFIG_STR:
+		/* A file cannot say it (";" after a blank starts a comment). */
+		if (strstr(value, " ;") != NULL ||
+		    strstr(value, "\t;") != NULL) {
+			xasprintf(&emsg, "\"%s\": a blank before ';' would read "
+			    "back as a comment", value);
+			goto bad;
+		}
 		norm = xstrdup(value);
 		break;
 	case CONFIG_IDENT:

@@ -413,6 +413,15 @@ test_bools_escape(void **state)
 	assert_int_equal(config_set(conf, "console.escape=", &err), -1);
 	free(err);
 	assert_int_equal(conf->console_escape, '^');
+	/*
+	 * A value no file can express (" ;" starts a comment there) is
+	 * refused, so that vspcd -nv prints what reads back the same.
+	 */
+	assert_int_equal(config_set(conf, "log.dir=a ;b", &err), -1);
+	assert_non_null(strstr(err, "would read back as a comment"));
+	free(err);
+	set_ok(conf, "log.dir=a;b");
+	assert_string_equal(conf->log_dir, "a;b");
 	config_free(conf);
 }
 
