@@ -2365,11 +2365,7 @@ cluster_ho_bytes(struct evbuffer *evb, ProtobufCBinaryData *out,
     protobuf_c_boolean *has)
 {
 	*has = (evb != NULL);
-	out->len = evb != NULL ? evbuffer_get_length(evb) : 0;
-	out->data = xmalloc(out->len + 1);
-	if (out->len != 0 &&
-	    evbuffer_copyout(evb, out->data, out->len) != (ssize_t)out->len)
-		fatalx("%s: evbuffer_copyout failed", __func__);
+	handoff_evbuffer_bytes(evb, out);
 }
 
 /* Milliseconds until a timer fires, or -1 if it is not armed. */
