@@ -263,6 +263,14 @@ cluster_rechecked(enum store_status st, const struct store_console *rec,
 		cluster_apply(rec);
 }
 
+/* Read a console's record again (what we know of its owner is stale). */
+static void
+cluster_refresh(const char *key)
+{
+	if (cluster_on && server_store->connected)
+		store_console_get(server_store, key, cluster_rechecked, NULL);
+}
+
 /*
  * A vMotion of a console of ours ended without moving it: whoever the
  * store says owns it now is the owner.
@@ -321,8 +329,89 @@ cluster_claimed(enum store_status st, uint64_t epoch, void *arg)
 		log_warnx("console %s: another node owns it now (epoch %llu)",
 		    con->key, (unsigned long long)epoch);
 	else
-		log_warnx("console %s: ownership not recorded: %s", con->key,
-		    store_status_string(st));
+		cluster_claim_later(con, con->epoch);
+}
+
+/*
+ * Claims the store could not record (it was unreachable, or not yet
+ * reachable after a hot upgrade) are made again until it records them.
+ * Until then the store names an earlier owner, and nodes that read it
+ * would send people there.  The claim again is fenced by the epoch the
+ * store had when the console became ours ("known"): if another node
+ * claimed it since, that node is the owner and this one yields.
+ */
+void
+cluster_claim_later(struct console *con, uint64_t known)
+{
+	if (!cluster_on || (con->flags & CONSOLE_REMOTE))
+		return;
+	if (!(con->flags & CONSOLE_UNCLAIMED)) {
+		log_warnx("console %s: ownership not recorded (store "
+		    "unavailable); claiming it again when the store answers",
+		    con->key);
+		con->claim_known = known;
+		server_stats.claims_deferred++;
+	}
+	con->flags |= CONSOLE_UNCLAIMED;
+	con->flags &= ~CONSOLE_CLAIMING;
+}
+
+static void
+cluster_reclaimed(enum store_status st, uint64_t epoch, void *arg)
+{
+	struct console	*con;
+	char		*key = arg;
+
+	con = console_find(key);
+	free(key);
+	if (con == NULL || !(con->flags & CONSOLE_CLAIMING))
+		return;
+	con->flags &= ~CONSOLE_CLAIMING;
+	if (con->flags & CONSOLE_REMOTE) {
+		con->flags &= ~CONSOLE_UNCLAIMED;
+		return;
+	}
+	switch (st) {
+	case STORE_OK:
+		con->flags &= ~CONSOLE_UNCLAIMED;
+		con->epoch = epoch;
+		log_info("console %s: ownership recorded (epoch %llu)",
+		    con->key, (unsigned long long)epoch);
+		cluster_publish(con);
+		break;
+	case STORE_CONFLICT:
+		/* Claimed by another node since: the store's record wins. */
+		con->flags &= ~CONSOLE_UNCLAIMED;
+		log_warnx("console %s: claimed by another node meanwhile "
+		    "(epoch %llu)", con->key, (unsigned long long)epoch);
+		con->epoch = con->claim_known;
+		cluster_recheck(con);
+		break;
+	default:
+		break;		/* Again at the next heartbeat. */
+	}
+}
+
+static void
+cluster_claim_pending(void)
+{
+	struct console	*con;
+
+	if (!server_store->connected)
+		return;
+	TAILQ_FOREACH(con, &all_consoles, gentry) {
+		if ((con->flags & (CONSOLE_UNCLAIMED|CONSOLE_CLAIMING|
+		    CONSOLE_REMOTE)) != CONSOLE_UNCLAIMED)
+			continue;
+		if (con->vm == NULL) {
+			/* Nothing to own any more. */
+			con->flags &= ~CONSOLE_UNCLAIMED;
+			continue;
+		}
+		con->flags |= CONSOLE_CLAIMING;
+		store_console_claim(server_store, con->key, cluster_self(),
+		    con->claim_known, cluster_reclaimed, xstrdup(con->key));
+	}
 }
 
 /* Stop reading data for a remote console: only a record remains. */
@@ -385,6 +474,13 @@ cluster_yield(struct console *con, const char *owner, uint64_t epoch)
 			d.reason = (char *)"console moved";
 			d.moved = 1;
 			d.from_owner = 1;
+			/*
+			 * Said here, so that the person's node follows at once
+			 * even when the store cannot tell it (a claim not yet
+			 * recorded, Redis away).
+			 */
+			d.owner = (char *)owner;
+			d.epoch = epoch;
 			for (i = 0; i < n && who[i] != c; i++)
 				;
 			d.mode = i < n ? keep[i] : ATTACH_SPY;
@@ -549,8 +645,8 @@ cluster_republish_cb(evutil_socket_t fd, short events, void *arg)
 		end = republish_n;
 	for (; republish_next < end; republish_next++) {
 		con = console_find(republish_keys[republish_next]);
-		if (con != NULL && !(con->flags & CONSOLE_REMOTE) &&
-		    con->vm != NULL)
+		if (con != NULL && !(con->flags & (CONSOLE_REMOTE|
+		    CONSOLE_UNCLAIMED)) && con->vm != NULL)
 			store_console_claim(server_store, con->key,
 			    cluster_self(), con->epoch, cluster_claimed,
 			    xstrdup(con->key));
@@ -657,6 +753,7 @@ cluster_event(const struct store_event *ev, void *arg)
 			cluster_handed = 0;
 		else
 			cluster_republish();
+		cluster_claim_pending();
 		store_node_list(server_store, cluster_nodes, NULL);
 		store_console_list(server_store, cluster_listed, NULL);
 		break;
@@ -697,6 +794,7 @@ cluster_heartbeat(evutil_socket_t fd, short events, void *arg)
 	}
 	n.consoles = consoles;
 	n.peers = peer_link_count();
+	cluster_claim_pending();
 	store_node_update(server_store, &n);
 }
 
@@ -998,6 +1096,26 @@ cluster_fwd_localize(struct client *c, struct console *con)
 		evbuffer_free(pending);
 }
 
+/*
+ * The owner said where the console went: believe it unless the store told
+ * of a later owner already.
+ */
+static void
+cluster_moved_to(const char *key, const char *owner, uint64_t epoch)
+{
+	struct console	*con = console_find(key);
+
+	if (con == NULL || !(con->flags & CONSOLE_REMOTE) || owner == NULL ||
+	    *owner == '\0' || strcmp(owner, cluster_self()) == 0 ||
+	    epoch < con->epoch)
+		return;
+	if (con->owner == NULL || strcmp(con->owner, owner) != 0) {
+		free(con->owner);
+		con->owner = xstrdup(owner);
+	}
+	con->epoch = epoch;
+}
+
 /* The owner moved the console: follow it to the new owner. */
 static void
 cluster_fwd_moved(struct fwd *f)
@@ -1227,6 +1345,20 @@ cluster_attach_reply(struct peer *p, const Vspc__AttachReply *ar)
 	initial = f->initial;
 	f->initial = 0;
 	if (r != ATTACHED_WRITER && r != ATTACHED_SPY && r != ATTACHED_RO) {
+		if (!initial && r == ATTACH_REFUSED_REMOTE) {
+			/*
+			 * The node we thought the owner has it no more: what
+			 * we knew is stale (a move we were not told of, a
+			 * claim the store has not recorded yet).  Wait for
+			 * the store or the next owner, as after a loss; the
+			 * person is not to blame.
+			 */
+			log_info("console %s: node %s does not have it; "
+			    "waiting for its owner", f->key, f->node);
+			cluster_fwd_wait(f, NULL);
+			cluster_refresh(f->key);
+			return;
+		}
 		if (!initial) {
 			/* A re-attach after a move was refused. */
 			if (c->proto->notice != NULL)
@@ -1895,14 +2027,22 @@ cluster_completed_claim(enum store_status st, uint64_t epoch, void *arg)
 	struct vmotion	*m;
 	struct vmconn	*v;
 	struct timeval	 tv = { CLUSTER_HANDOVER_WAIT, 0 };
+	uint64_t	 known = 0;
 
 	free(key);
 	if (con == NULL || (m = &con->vmotion)->state != VMOTION_PEERED ||
 	    m->dst == NULL || m->node == NULL)
 		return;
 	if (st != STORE_OK) {
+		/*
+		 * The VM is here: it is ours whatever the store says.  The
+		 * claim is made again until recorded; meanwhile the epoch is
+		 * one past what we knew, and the source and the people
+		 * following the console are told the new owner directly.
+		 */
 		log_warnx("console %s: cannot take ownership after vMotion: "
 		    "%s", con->key, store_status_string(st));
+		known = con->epoch;
 		epoch = con->epoch + 1;
 	}
 	v = m->dst;
@@ -1914,6 +2054,8 @@ cluster_completed_claim(enum store_status st, uint64_t epoch, void *arg)
 	/* Ours now; VM output waits on the connection for the history. */
 	console_make_local(con);
 	con->epoch = epoch;
+	if (st != STORE_OK)
+		cluster_claim_later(con, known);
 	con->flags |= CONSOLE_HANDOVER;
 	con->vm = v;
 	con->connected = server_now;
@@ -2277,6 +2419,8 @@ cluster_peer_message(struct peer *p, struct Vspc__Envelope *env)
 		if (env->detach->moved) {
 			if (env->detach->mode < ATTACH_MAX)
 				f->mode = env->detach->mode;
+			cluster_moved_to(f->key, env->detach->owner,
+			    env->detach->epoch);
 			cluster_fwd_moved(f);
 		}
 		else {

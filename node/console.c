@@ -1005,6 +1005,7 @@ console_handoff_save(struct handoff *h)
 			m.has_uri = 1;
 		}
 		m.epoch = con->epoch;
+		m.claim_known = con->claim_known;
 		m.stream = con->stream;
 		m.flags = con->flags;
 		mo = &con->vmotion;
@@ -1086,7 +1087,8 @@ console_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 	}
 	con->epoch = m->epoch;
 	con->stream = m->stream;
-	con->flags = m->flags;
+	con->flags = m->flags & ~CONSOLE_CLAIMING;
+	con->claim_known = m->claim_known;
 	if ((vm = m->vmotion) != NULL) {
 		mo = &con->vmotion;
 		mo->state = vm->state < VMOTION_STATE_MAX ? vm->state :

@@ -315,6 +315,9 @@ metrics_write(struct evbuffer *b)
 	    s->vmotion_peer_bad);
 	COUNTER("vmotion_complete_total", "vMotions completed.",
 	    s->vmotion_complete);
+	COUNTER("claims_deferred_total", "Consoles whose ownership the "
+	    "store could not record at once (claimed again later).",
+	    s->claims_deferred);
 	COUNTER("vmotion_abort_total", "VMOTION-ABORT received.",
 	    s->vmotion_abort);
 	COUNTER("vmotion_timeout_total",

@@ -471,7 +471,10 @@ vmconn_claimed(enum store_status st, uint64_t epoch, void *arg)
 	if (st == STORE_OK) {
 		con->epoch = epoch;
 		cluster_console_changed(con);
-	} else
+	} else if (st == STORE_UNAVAILABLE && con->vm != NULL &&
+	    !(con->flags & CONSOLE_REMOTE))
+		cluster_claim_later(con, con->epoch);
+	else
 		log_warnx("console %s: ownership not recorded: %s", con->key,
 		    store_status_string(st));
 	free(arg);

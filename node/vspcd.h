@@ -657,6 +657,8 @@ struct console {
 	 * was lost and the history started afresh.
 	 */
 	uint64_t		 stream;
+	/* With CONSOLE_UNCLAIMED: the store's epoch when it was ours. */
+	uint64_t		 claim_known;
 
 	int			 flags;
 #define CONSOLE_EXCL		0x1	/* Holder is exclusive. */
@@ -664,6 +666,8 @@ struct console {
 #define CONSOLE_DEAD		0x4
 #define CONSOLE_REMOTE		0x8	/* Owned by another node. */
 #define CONSOLE_HANDOVER	0x10	/* Owner now; waiting for history. */
+#define CONSOLE_UNCLAIMED	0x20	/* Owner; not recorded in the store. */
+#define CONSOLE_CLAIMING	0x40	/* ...claim again in flight. */
 
 	struct vmconn		*vm;		/* Current connection or NULL. */
 	struct vmotion		 vmotion;
@@ -897,6 +901,7 @@ void		 cluster_vmotion_complete(struct vmconn *);
 void		 cluster_vmotion_cancelled(struct console *, const char *);
 void		 cluster_vmotion_dst_lost(struct console *);
 void		 cluster_recheck(struct console *);
+void		 cluster_claim_later(struct console *, uint64_t);
 const char	*cluster_node_of(const struct console *);
 
 /*
@@ -1253,6 +1258,7 @@ struct stats {
 	uint64_t	 refused[LISTEN_ALL_MAX][REFUSED_MAX];
 	uint64_t	 login_failed;
 	uint64_t	 readonly_dropped;	/* Bytes typed by read-only users. */
+	uint64_t	 claims_deferred;	/* Claims the store missed. */
 };
 
 #endif /* VSPCD_H */

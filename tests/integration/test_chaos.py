@@ -357,6 +357,7 @@ class ChaosTest(unittest.TestCase):
                               if p.session.node == victim.name]
         d.expect_close_node = victim.name
         t_kill = time.monotonic()
+        self.t_kill = t_kill
         say("kill -9 %s (pid %s)", victim.name, pid)
         if pid:
             try:
@@ -629,6 +630,19 @@ class ChaosTest(unittest.TestCase):
         if bad:
             problems.append("phase 4: bytes missing outside the killed "
                             "node's in-flight window: %s" % bad[:10])
+            # Where each range lies against the window, and what ESXi
+            # saw of the VM's connections around the kill.
+            t0 = getattr(self, "t_kill", 0.0)
+            for label, lo, hi in bad[:10]:
+                v = int(label.split("#")[0].split("-")[1])
+                ev = ["%s/%s %+.2fs" % (r, role, t - t0)
+                      for (t, ph, vv, r, role) in d.closed_events
+                      if vv == v and abs(t - t0) < 30]
+                problems.append(
+                    "  %s [%d, %d): window [%d, %d], reattached at %d, "
+                    "killed VM %s; closes %s" %
+                    (label, lo, hi, pre[v], after[v], reatt[v],
+                     v in killed_vms, ev[:6]))
             problems.append(self.describe(4, k, [
                 a for a in accts if a.person.label() in
                 {b[0] for b in bad}], d))

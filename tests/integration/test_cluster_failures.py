@@ -338,6 +338,81 @@ class RedisLost(cluster.ClusterTest):
         local.read_until(b"moved to n2\r\n")
 
 
+class ClaimNotRecorded(cluster.ClusterTest):
+    """A cross-node vMotion whose COMPLETE comes while the store does not
+    answer (Redis stopped with SIGSTOP, its data kept): the destination
+    owns the console without the store knowing.  The person forwarded
+    from a third node follows the console to its new owner at once (the
+    old owner says where it went), keeps typing and reading, the claim
+    is recorded once Redis answers again, and the old owner's death
+    later does not touch the person."""
+
+    node_extra = {"cluster.redis_timeout": "1"}
+
+    def test_vmotion_while_store_stalled(self):
+        n1, n2, n3 = self.cluster.nodes
+        redis = self.cluster.redis
+        s = self.sim(n1)
+        s.cmd("add 0 ckvm-0 " + UUID.hex())
+        s.cmd("connect 0")
+        s.expect(r"^ready 0 ckvm-0")
+        self.wait_listed_everywhere("ckvm-0")
+        p = self.console(n3)
+        self.assertIn(b"[attached", ask(p, "ckvm-0"))
+        s.cmd("send 0 %s" % b"before the move\r\n".hex())
+        p.read_until(b"before the move\r\n")
+        key = [k for k in redis.cmd("KEYS", "*console:*")
+               if UUID.hex()[:8] in k.replace("-", "")]
+        self.assertEqual(len(key), 1, redis.cmd("KEYS", "*"))
+        key = key[0]
+
+        def owner():
+            r = redis.cmd("HGET", key, "owner")
+            return r
+        self.assertEqual(owner(), "n1")
+        mark = n2.log_mark()
+
+        # COMPLETE half a second after PEER-OK; Redis stopped meanwhile
+        # and for longer than [cluster] redis_timeout.
+        s.cmd("vmotion 0 ok fin-first dest=127.0.0.1:%d gap=500" %
+              n2.vm_port)
+        s.expect(r"^peerok 0 ", timeout=15)
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            m = s.expect(r"^vmotion-done 0 (\S+) (ok|fail) (.*)",
+                         timeout=15)
+            self.assertEqual(m.group(2), "ok", m.group(0))
+            wait_for(lambda: "cannot take ownership after vMotion" in
+                     n2.log_since(mark), 10, "n2 to find the store "
+                     "unavailable at COMPLETE")
+            # The person follows the console to n2 while Redis is away.
+            s.cmd("send 0 %s" % b"moved while the store slept\r\n".hex())
+            p.read_until(b"moved while the store slept\r\n", timeout=10)
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        self.assertFalse(p.closed)
+        # The claim is recorded once Redis answers.
+        wait_for(lambda: owner() == "n2", 15, "the store to name n2 the "
+                 "owner (it says %r)" % owner())
+        for n in self.cluster.nodes:
+            n.wait_listed("ckvm-0", timeout=15)
+        p.send(b"typed on n3")
+        self.assertEqual(cluster.sim_recv(s, 0, 11, timeout=10),
+                         b"typed on n3")
+        # The old owner, a third node for the person now, dies.
+        n1.kill9()
+        s.cmd("send 0 %s" % b"after n1 died\r\n".hex())
+        got = p.read_until(b"after n1 died\r\n", timeout=10)
+        time.sleep(4)       # node_timeout: n1 seen down by the others.
+        s.cmd("send 0 %s" % b"still attached\r\n".hex())
+        got += p.read_until(b"still attached\r\n", timeout=10)
+        self.assertNotIn(b"not on node", got)
+        self.assertFalse(p.closed)
+        p.send(b"typed again")
+        self.assertEqual(cluster.sim_recv(s, 0, 11, timeout=10),
+                         b"typed again")
+
+
 class LinkLost(cluster.ClusterTest):
 
     node_extra = {"cluster.peer_ping": "1"}
