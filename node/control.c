@@ -1511,7 +1511,20 @@ ctl_attach_position(struct ctl_conn *cc, struct client *c)
 		off = c->off;
 		if (!cc->resume)
 			;
-		else if (stream == cc->resume_stream &&
+		else if ((con->flags & CONSOLE_HANDOVER) &&
+		    cc->resume_stream != 0) {
+			/*
+			 * Ours since a vMotion whose history is still on its
+			 * way: its stream is not known yet.  Hold the tool's
+			 * place; the hand-over keeps it if the stream is the
+			 * one the tool had (cluster_msg_handover), else the
+			 * tool is told the stream changed.
+			 */
+			stream = c->stream = cc->resume_stream;
+			off = cc->resume_off;
+			xasprintf(&text, "resumed at offset %llu",
+			    (unsigned long long)off);
+		} else if (stream == cc->resume_stream &&
 		    cc->resume_off >= start &&
 		    cc->resume_off <= con->history.end) {
 			off = cc->resume_off;
