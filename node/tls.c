@@ -89,6 +89,7 @@
 #include "vspcd.h"
 
 #define TLS_HIGH		(256 * 1024)
+#define TLS_LINGER		10	/* Seconds to flush after an end. */
 
 struct tls_conn {
 	u_int			 id;
@@ -532,6 +533,8 @@ static void
 tls_side_ended(struct tls_conn *tc, struct bufferevent *bev,
     struct bufferevent *other, const char *why)
 {
+	struct timeval	tv;
+
 	if (bev == tc->enc)
 		tc->enc_eof = 1;
 	else
@@ -546,6 +549,10 @@ tls_side_ended(struct tls_conn *tc, struct bufferevent *bev,
 	}
 	bufferevent_setwatermark(other, EV_WRITE, 0, 0);
 	bufferevent_disable(other, EV_READ);
+	/* A side that takes nothing more is not waited for forever. */
+	tv.tv_sec = TLS_LINGER;
+	tv.tv_usec = 0;
+	evtimer_add(tc->end, &tv);
 }
 
 static void
@@ -610,7 +617,10 @@ tls_close_cause(struct bufferevent *bev, short what, int err, char *buf,
 	return (TLS_CLOSE_EOF);
 }
 
-/* The TLS side's end, after what was read with it reached the input. */
+/*
+ * The TLS side's end, after what was read with it reached the input; or
+ * a side did not take what was left for it within TLS_LINGER seconds.
+ */
 static void
 tls_enc_end_cb(evutil_socket_t fd, short events, void *arg)
 {
@@ -618,6 +628,14 @@ tls_enc_end_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
+	if (!tc->enc_ending || tc->enc_eof) {
+		log_debug("tls %u (%s): %zu bytes not taken after %d seconds; "
+		    "closing", tc->id, tc->addr, evbuffer_get_length(
+		    bufferevent_get_output(tc->enc_eof ? tc->plain : tc->enc)),
+		    TLS_LINGER);
+		tls_conn_free(tc);
+		return;
+	}
 	if (evbuffer_get_length(bufferevent_get_input(tc->enc)) > 0)
 		tls_enc_read(tc->enc, tc);
 	tls_side_ended(tc, tc->enc, tc->plain, tls_close_names[tc->cause]);
