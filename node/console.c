@@ -302,6 +302,11 @@ console_set_vm(struct console *con, struct vmconn *vm)
 		console_log_activity(con, "VM connected from %s", vm->addr);
 		cluster_console_changed(con);
 	}
+	/*
+	 * Writers paused on the queue of the connection this one replaces
+	 * would wait for a drain that never comes: their input goes here.
+	 */
+	console_input_drained(con);
 }
 
 /* The console's VM connection went away. */
@@ -321,6 +326,8 @@ console_vm_gone(struct console *con, struct vmconn *vm)
 	console_notice(con, NULL, "VM disconnected");
 	console_log_activity(con, "VM disconnected");
 	cluster_console_changed(con);
+	/* Writers paused on its queue are not left waiting for it. */
+	console_input_drained(con);
 }
 
 /* Output from the VM: into the history, the log, and to every reader. */

@@ -271,6 +271,17 @@ metrics_write(struct evbuffer *b)
 	COUNTER("tls_handshake_failures_total",
 	    "TLS handshakes that failed or timed out.",
 	    tls_stats.handshake_failed);
+	metrics_head(b, "vspcd_tls_closes_total", "counter",
+	    "TLS connections ended after their handshake, by listener and "
+	    "cause: close_notify, eof (FIN without close_notify), reset, "
+	    "error (TLS protocol error), local (closed by this node).");
+	for (i = 0; i < TLS_LISTENER_MAX; i++) {
+		for (j = 0; j < TLS_CLOSE_MAX; j++)
+			evbuffer_add_printf(b, "vspcd_tls_closes_total"
+			    "{listener=\"%s\",kind=\"%s\"} %llu\n",
+			    tls_listener_name(i), tls_close_name(j),
+			    (unsigned long long)tls_stats.closes[i][j]);
+	}
 
 	metrics_head(b, "vspcd_consoles", "gauge",
 	    "Consoles known, by owner: this node (local) or another.");

@@ -29,6 +29,19 @@
  * TLS_HIGH bytes, reading from the sending side stops until it drained.
  * End of stream on either side is passed on after what was pending.
  *
+ * However the peer ends a TLS connection (close_notify, a FIN without
+ * close_notify, which OpenSSL 3.0 reports as an error, a reset, a
+ * protocol error), the relay finishes in the same way: the bytes it sent
+ * before are delivered to the plain end, then the relay is freed, which
+ * closes the plain end, and the module serving it sees end of stream.
+ * libevent 2.1 may report the end before the last bytes read with it are
+ * in the input buffer, so the end is finished from a zero-delay timer,
+ * never from the event callback.  When the node closes the plain end,
+ * what it wrote is sent, then close_notify.  Each end is logged once
+ * with its cause and counted by listener and cause (tls_stats.closes);
+ * the TLS process reports the counts to the main process.  A peer that
+ * goes silent is not noticed here (see the listeners' idle rules).
+ *
  * The relays run in a process of their own (tls_process_start), forked
  * at start: the main process passes it each accepted or connected
  * socket (SCM_RIGHTS) and gets the plain end back once the handshake
@@ -76,6 +89,7 @@
 #include "vspcd.h"
 
 #define TLS_HIGH		(256 * 1024)
+#define TLS_LINGER		10	/* Seconds to flush after an end. */
 
 struct tls_conn {
 	u_int			 id;
@@ -87,6 +101,10 @@ struct tls_conn {
 	char			 addr[64];
 	int			 enc_eof;
 	int			 plain_eof;
+	int			 enc_ending;	/* TLS side ended; see end. */
+	struct event		*end;		/* Finishes the TLS side's end. */
+	int			 counted;	/* The end was logged, counted. */
+	u_int			 cause;		/* enum tls_close, once counted. */
 	int			 verify;	/* Peer certificate checked. */
 	void			 (*dispatch)(int, const struct sockaddr *,
 				     u_int, const char *);
@@ -106,6 +124,13 @@ static u_int		 tls_next_id;
 static struct event_base *tls_base;	/* The loop the relays run on. */
 struct tls_stats	 tls_stats;
 
+static const char *tls_listener_names[TLS_LISTENER_MAX] = {
+	"vm", "console", "peer"
+};
+static const char *tls_close_names[TLS_CLOSE_MAX] = {
+	"close_notify", "eof", "reset", "error", "local"
+};
+
 static void	tls_conn_free(struct tls_conn *);
 static void	tls_ask(u_int, int, enum tls_slot, const struct sockaddr *,
 		    socklen_t, u_int, const char *, u_int);
@@ -114,13 +139,18 @@ static void	tls_send_config(enum tls_slot, const char *, const char *,
 static void	tls_remember(enum tls_slot, const char *, const char *,
 		    const char *);
 static void	tls_resend_config(void);
+static void	tls_report_closes(void);
+static void	tls_enc_event(struct bufferevent *, short, void *);
 
 /*
  * Messages between the main process and the TLS process, one per
  * SOCK_SEQPACKET packet, with at most one descriptor.  The layout is
  * fixed: after a hot upgrade the new main process talks to the TLS
  * process the old binary started, so a change must bump the version
- * (and the new main then starts a TLS process of its own).
+ * (and the new main then starts a TLS process of its own).  A new
+ * message type is not a change: a main process that does not know it
+ * takes its stats and ignores the rest (TLSMSG_CLOSES, from a TLS
+ * process newer than the main process after a downgrade).
  */
 #define TLSMSG_VERSION		1
 enum {
@@ -129,7 +159,8 @@ enum {
 	TLSMSG_CONNECT,		/* fd: a connected peer-link socket. */
 	TLSMSG_DONE,		/* fd: the plain end; text = name or CN. */
 	TLSMSG_STATS,		/* stats only. */
-	TLSMSG_FAILED		/* No fd: the handshake of sa, kind failed. */
+	TLSMSG_FAILED,		/* No fd: the handshake of sa, kind failed. */
+	TLSMSG_CLOSES		/* text = tls_stats.closes (binary). */
 };
 struct tlsmsg {
 	uint32_t	 version;
@@ -142,6 +173,8 @@ struct tlsmsg {
 	uint64_t	 stats[4];	/* struct tls_stats, from the child. */
 	char		 text[1536];
 };
+_Static_assert(sizeof tls_stats.closes < sizeof ((struct tlsmsg *)0)->text,
+    "TLSMSG_CLOSES does not hold the counts");
 
 static int		 tls_chan = -1;		/* Channel to the TLS process. */
 static int		 tls_is_child;
@@ -243,6 +276,13 @@ tls_ctx_new(const char *cert, const char *key, const char *ca, int server,
 		goto bad;
 	}
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	/*
+	 * No TLS 1.3 session tickets: a client that sends its last bytes
+	 * and closes without reading them makes its kernel answer with a
+	 * reset, which can destroy those bytes here.  Nothing resumes.
+	 */
+	if (server)
+		SSL_CTX_set_num_tickets(ctx, 0);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		tls_error(err, "certificate", cert);
 		goto bad;
@@ -347,10 +387,73 @@ tls_count(void)
 	return (n);
 }
 
+/* A listener's name in the metrics ("vm", "console", "peer"). */
+const char *
+tls_listener_name(u_int listener)
+{
+	return (listener < TLS_LISTENER_MAX ? tls_listener_names[listener] :
+	    "unknown");
+}
+
+/* A cause of end's name in the logs and metrics ("close_notify", ...). */
+const char *
+tls_close_name(u_int cause)
+{
+	return (cause < TLS_CLOSE_MAX ? tls_close_names[cause] : "unknown");
+}
+
+/* Which listener a connection of this kind came from (or went to). */
+static u_int
+tls_listener(u_int kind)
+{
+	switch (kind & 0xff) {
+	case LISTEN_CONSOLE_TLS:
+		return (TLS_LISTENER_CONSOLE);
+	case LISTEN_PEER:
+		return (TLS_LISTENER_PEER);
+	default:
+		return (TLS_LISTENER_VM);
+	}
+}
+
+/*
+ * An established connection ends, for the first time: log it once with
+ * its cause and count it.
+ */
+static void
+tls_ended(struct tls_conn *tc, u_int cause, const char *why)
+{
+	if (tc->counted)
+		return;
+	tc->counted = 1;
+	tc->cause = cause;
+	tls_stats.closes[tls_listener(tc->kind)][cause]++;
+	log_info("tls %u: %s: %s (%s)", tc->id, tc->addr, why,
+	    tls_close_names[cause]);
+	tls_report_closes();
+}
+
 static void
 tls_conn_free(struct tls_conn *tc)
 {
+	SSL	*ssl;
+
 	TAILQ_REMOVE(&tls_conns, tc, entry);
+	if (tc->end != NULL)
+		event_free(tc->end);
+	/*
+	 * Closed by the node, or by the peer with close_notify: everything
+	 * we had for the peer was taken, so close_notify goes after it
+	 * (libevent never sends it).  Once, not waiting for the answer.
+	 */
+	if (tc->enc != NULL && tc->plain != NULL && tc->counted &&
+	    (tc->cause == TLS_CLOSE_LOCAL || tc->cause == TLS_CLOSE_NOTIFY) &&
+	    evbuffer_get_length(bufferevent_get_output(tc->enc)) == 0 &&
+	    (ssl = bufferevent_openssl_get_ssl(tc->enc)) != NULL) {
+		ERR_clear_error();
+		(void)SSL_shutdown(ssl);
+		ERR_clear_error();
+	}
 	if (tc->enc != NULL)
 		bufferevent_free(tc->enc);
 	if (tc->plain != NULL)
@@ -430,6 +533,8 @@ static void
 tls_side_ended(struct tls_conn *tc, struct bufferevent *bev,
     struct bufferevent *other, const char *why)
 {
+	struct timeval	tv;
+
 	if (bev == tc->enc)
 		tc->enc_eof = 1;
 	else
@@ -444,6 +549,10 @@ tls_side_ended(struct tls_conn *tc, struct bufferevent *bev,
 	}
 	bufferevent_setwatermark(other, EV_WRITE, 0, 0);
 	bufferevent_disable(other, EV_READ);
+	/* A side that takes nothing more is not waited for forever. */
+	tv.tv_sec = TLS_LINGER;
+	tv.tv_usec = 0;
+	evtimer_add(tc->end, &tv);
 }
 
 static void
@@ -451,9 +560,85 @@ tls_plain_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct tls_conn	*tc = arg;
 
-	if (what & (BEV_EVENT_EOF|BEV_EVENT_ERROR))
-		tls_side_ended(tc, bev, tc->enc,
-		    (what & BEV_EVENT_EOF) ? "closed" : "failed");
+	if (!(what & (BEV_EVENT_EOF|BEV_EVENT_ERROR)))
+		return;
+	if (!tc->enc_ending)
+		tls_ended(tc, TLS_CLOSE_LOCAL, "closed by the node");
+	tls_side_ended(tc, bev, tc->enc,
+	    (what & BEV_EVENT_EOF) ? "closed" : "failed");
+}
+
+/*
+ * Why the TLS side ended, from what libevent and OpenSSL left: with
+ * OpenSSL 3.0 a FIN without close_notify is SSL_R_UNEXPECTED_EOF_WHILE_-
+ * READING; libevent 2.1 queues the SSL_get_error() code itself first,
+ * and reports a socket error (SSL_ERROR_SYSCALL) as EOF when dirty
+ * shutdowns are allowed, so the queue decides, not the event.
+ */
+static u_int
+tls_close_cause(struct bufferevent *bev, short what, int err, char *buf,
+    size_t len)
+{
+	SSL		*ssl = bufferevent_openssl_get_ssl(bev);
+	unsigned long	 e;
+	int		 syscall = 0, eof = 0;
+
+	buf[0] = '\0';
+	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+		if (e == SSL_ERROR_SYSCALL)
+			syscall = 1;
+		else if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		    ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+			eof = 1;
+		else if (e != SSL_ERROR_SSL && buf[0] == '\0')
+			ERR_error_string_n(e, buf, len);
+	}
+	ERR_clear_error();
+	if (eof) {
+		snprintf(buf, len, "closed by the peer without close_notify");
+		return (TLS_CLOSE_EOF);
+	}
+	if (syscall || (what & BEV_EVENT_ERROR && buf[0] == '\0')) {
+		if (err == 0) {
+			snprintf(buf, len, "closed by the peer without "
+			    "close_notify");
+			return (TLS_CLOSE_EOF);
+		}
+		snprintf(buf, len, "%s", strerror(err));
+		return (TLS_CLOSE_RESET);
+	}
+	if (buf[0] != '\0')
+		return (TLS_CLOSE_ERROR);
+	if (ssl != NULL && (SSL_get_shutdown(ssl) & SSL_RECEIVED_SHUTDOWN)) {
+		snprintf(buf, len, "closed by the peer");
+		return (TLS_CLOSE_NOTIFY);
+	}
+	snprintf(buf, len, "closed by the peer without close_notify");
+	return (TLS_CLOSE_EOF);
+}
+
+/*
+ * The TLS side's end, after what was read with it reached the input; or
+ * a side did not take what was left for it within TLS_LINGER seconds.
+ */
+static void
+tls_enc_end_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct tls_conn	*tc = arg;
+
+	(void)fd;
+	(void)events;
+	if (!tc->enc_ending || tc->enc_eof) {
+		log_debug("tls %u (%s): %zu bytes not taken after %d seconds; "
+		    "closing", tc->id, tc->addr, evbuffer_get_length(
+		    bufferevent_get_output(tc->enc_eof ? tc->plain : tc->enc)),
+		    TLS_LINGER);
+		tls_conn_free(tc);
+		return;
+	}
+	if (evbuffer_get_length(bufferevent_get_input(tc->enc)) > 0)
+		tls_enc_read(tc->enc, tc);
+	tls_side_ended(tc, tc->enc, tc->plain, tls_close_names[tc->cause]);
 }
 
 static void
@@ -499,7 +684,9 @@ tls_handshake_done(struct tls_conn *tc)
 	bufferevent_setcb(tc->plain, tls_plain_read, tls_plain_write,
 	    tls_plain_event, tc);
 	bufferevent_enable(tc->plain, EV_READ);
-	bufferevent_setcb(tc->enc, tls_enc_read, tls_enc_write, NULL, tc);
+	/* The event callback stays: it is how the peer's end is seen. */
+	bufferevent_setcb(tc->enc, tls_enc_read, tls_enc_write, tls_enc_event,
+	    tc);
 	/* Bytes that came with the handshake's last flight. */
 	if (evbuffer_get_length(bufferevent_get_input(tc->enc)) > 0)
 		tls_enc_read(tc->enc, tc);
@@ -512,6 +699,9 @@ tls_enc_event(struct bufferevent *bev, short what, void *arg)
 	struct tls_conn	*tc = arg;
 	unsigned long	 e;
 	char		 buf[160];
+	int		 err = EVUTIL_SOCKET_ERROR();
+	struct timeval	 tv = { 0, 0 };
+	u_int		 cause;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		tls_handshake_done(tc);
@@ -531,9 +721,16 @@ tls_enc_event(struct bufferevent *bev, short what, void *arg)
 		tls_conn_free(tc);
 		return;
 	}
-	if (what & (BEV_EVENT_EOF|BEV_EVENT_ERROR))
-		tls_side_ended(tc, bev, tc->plain,
-		    (what & BEV_EVENT_EOF) ? "closed" : "failed");
+	if (!(what & (BEV_EVENT_EOF|BEV_EVENT_ERROR|BEV_EVENT_TIMEOUT)) ||
+	    tc->enc_ending || tc->enc_eof)
+		return;
+	tc->enc_ending = 1;
+	cause = tls_close_cause(bev, what, err, buf, sizeof buf);
+	if (!tc->plain_eof)
+		tls_ended(tc, cause, buf);
+	bufferevent_disable(bev, EV_READ|EV_WRITE);
+	/* Bytes read with the end are not in the input yet: finish later. */
+	evtimer_add(tc->end, &tv);
 }
 
 static void
@@ -562,6 +759,7 @@ tls_start(int fd, SSL_CTX *ctx, int accepting, const struct sockaddr *sa,
 	tc->dispatch = dispatch;
 	tc->verify = (SSL_CTX_get_verify_mode(ctx) & SSL_VERIFY_PEER) != 0;
 	addr_fmt(sa, tc->addr, sizeof tc->addr);
+	tc->end = evtimer_new(tls_base, tls_enc_end_cb, tc);
 	TAILQ_INSERT_TAIL(&tls_conns, tc, entry);
 
 	tc->enc = bufferevent_openssl_socket_new(tls_base, fd, ssl,
@@ -837,6 +1035,11 @@ tls_chan_cb(evutil_socket_t sock, short events, void *arg)
 		tls_stats.handshake_failed = m.stats[1];
 		tls_stats.bytes_in = m.stats[2];
 		tls_stats.bytes_out = m.stats[3];
+		if (m.type == TLSMSG_CLOSES) {
+			memcpy(tls_stats.closes, m.text,
+			    sizeof tls_stats.closes);
+			continue;
+		}
 		if (m.type == TLSMSG_FAILED && tls_failed != NULL &&
 		    m.salen >= sizeof(sa_family_t)) {
 			tls_failed((struct sockaddr *)m.sa, m.kind);
@@ -889,6 +1092,23 @@ tls_child_done(int fd, const struct sockaddr *sa, u_int kind,
 	if (tls_msg_send(tls_chan, &m, fd) == -1)
 		log_warn("tls: cannot pass a connection back");
 	close(fd);
+}
+
+/* Child: an established connection ended; the counts go to the main. */
+static void
+tls_report_closes(void)
+{
+	struct tlsmsg	m;
+
+	if (!tls_is_child)
+		return;
+	tls_fill(&m, TLSMSG_CLOSES, 0, NULL, 0, 0, 0);
+	m.stats[0] = tls_stats.handshakes;
+	m.stats[1] = tls_stats.handshake_failed;
+	m.stats[2] = tls_stats.bytes_in;
+	m.stats[3] = tls_stats.bytes_out;
+	memcpy(m.text, tls_stats.closes, sizeof tls_stats.closes);
+	(void)tls_msg_send(tls_chan, &m, -1);
 }
 
 static void

@@ -1032,11 +1032,27 @@ void		 auth_verify(const struct auth *, const char *, const char *,
  * handshake is done here; then it is relayed to a Unix socketpair whose
  * other end is served like a plain connection.
  */
+enum tls_listener {
+	TLS_LISTENER_VM,	/* [vm] tls_listen. */
+	TLS_LISTENER_CONSOLE,	/* [console] tls_listen. */
+	TLS_LISTENER_PEER,	/* The peer link, either way. */
+	TLS_LISTENER_MAX
+};
+enum tls_close {
+	TLS_CLOSE_NOTIFY,	/* The peer sent close_notify. */
+	TLS_CLOSE_EOF,		/* TCP FIN without close_notify. */
+	TLS_CLOSE_RESET,	/* RST, or another socket error. */
+	TLS_CLOSE_ERROR,	/* TLS protocol error after the handshake. */
+	TLS_CLOSE_LOCAL,	/* This node closed it (the plain end). */
+	TLS_CLOSE_MAX
+};
 struct tls_stats {
 	uint64_t	 handshakes;
 	uint64_t	 handshake_failed;
 	uint64_t	 bytes_in;	/* Decrypted, from peers. */
 	uint64_t	 bytes_out;	/* Before encryption, to peers. */
+	/* Established connections ended, by listener and cause. */
+	uint64_t	 closes[TLS_LISTENER_MAX][TLS_CLOSE_MAX];
 };
 extern struct tls_stats	 tls_stats;
 enum tls_slot {
@@ -1050,6 +1066,8 @@ int		 tls_thumbprint_file(const char *, char *, size_t, char **);
 const char	*tls_thumbprint(enum tls_slot);
 int		 tls_enabled(enum tls_slot);
 u_int		 tls_count(void);
+const char	*tls_listener_name(u_int);
+const char	*tls_close_name(u_int);
 void		 tls_accept(int, enum tls_slot, const struct sockaddr *,
 		     socklen_t, u_int, const char *, u_int,
 		     void (*)(int, const struct sockaddr *, u_int,

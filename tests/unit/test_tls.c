@@ -19,7 +19,9 @@
  * handshake followed by bytes relayed both ways between the TLS side and
  * the plain descriptor handed to the dispatcher, end of stream passed on
  * after pending bytes, a new certificate taken on reload while a broken
- * one leaves the old in use, TLS 1.1 refused, and a handshake timeout.
+ * one leaves the old in use, TLS 1.1 refused, a handshake timeout, and
+ * the peer's end (close_notify, FIN without it) passed on after the last
+ * bytes, counted by listener and cause.
  * Certificates: tests/data/tls (self-signed P-256, for tests only).
  */
 
@@ -107,7 +109,7 @@ run_a_while(void)
 
 /* A TLS client on one end of a socketpair, the node on the other. */
 static struct bufferevent *
-connect_client(SSL_CTX *cctx, int *serverfd)
+connect_client_kind(SSL_CTX *cctx, int *serverfd, u_int kind)
 {
 	struct sockaddr_in	 sin;
 	struct bufferevent	*bev;
@@ -119,8 +121,8 @@ connect_client(SSL_CTX *cctx, int *serverfd)
 	memset(&sin, 0, sizeof sin);
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(0x7f000001);
-	tls_accept(sp[0], TLS_SERVER, (struct sockaddr *)&sin, sizeof sin, 7,
-	    "test", 1, dispatch);
+	tls_accept(sp[0], TLS_SERVER, (struct sockaddr *)&sin, sizeof sin,
+	    kind, "test", 1, dispatch);
 	bev = bufferevent_openssl_socket_new(server_base, sp[1],
 	    SSL_new(cctx), BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	assert_non_null(bev);
@@ -128,6 +130,12 @@ connect_client(SSL_CTX *cctx, int *serverfd)
 	bufferevent_setcb(bev, client_read, NULL, client_event, NULL);
 	bufferevent_enable(bev, EV_READ);
 	return (bev);
+}
+
+static struct bufferevent *
+connect_client(SSL_CTX *cctx, int *serverfd)
+{
+	return (connect_client_kind(cctx, serverfd, 7));
 }
 
 static void
@@ -461,6 +469,99 @@ test_process(void **state)
 	assert_int_equal(tls_channel(), -1);
 }
 
+/* Read the plain end until end of stream; what came, or NULL. */
+static char *
+read_to_eof(int fd, size_t *len)
+{
+	static char	 buf[4096];
+	ssize_t		 n;
+	u_int		 i;
+
+	*len = 0;
+	for (i = 0; i < 2000; i++) {
+		event_base_loop(server_base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		n = read(fd, buf + *len, sizeof buf - *len);
+		if (n == 0)
+			return (buf);
+		if (n > 0)
+			*len += n;
+	}
+	return (NULL);
+}
+
+/*
+ * The peer ends the connection after its last bytes: with close_notify
+ * (then the node answers with its own), or with a FIN alone, which
+ * OpenSSL 3.0 reports as an error.  Either way the plain end gets the
+ * bytes, then end of stream, and the end is counted once by cause.
+ */
+static void
+test_peer_close(void **state)
+{
+	SSL_CTX			*cctx;
+	struct bufferevent	*bev;
+	SSL			*ssl;
+	struct tls_stats	 before;
+	char			*err = NULL, *got;
+	size_t			 len;
+	u_int			 i, how, kind, listener, cause;
+	int			 sfd;
+
+	(void)state;
+	assert_int_equal(tls_configure(TLS_SERVER, cert1, key1, NULL, &err), 0);
+	cctx = SSL_CTX_new(TLS_client_method());
+	for (how = 0; how < 2; how++) {
+		/* The FIN case on a peer-link kind: counted as "peer". */
+		kind = how == 0 ? LISTEN_VM_TLS : (LISTEN_PEER | (3 << 8));
+		listener = how == 0 ? TLS_LISTENER_VM : TLS_LISTENER_PEER;
+		cause = how == 0 ? TLS_CLOSE_NOTIFY : TLS_CLOSE_EOF;
+		before = tls_stats;
+		client_in = evbuffer_new();
+		client_done = 0;
+		plain_fd = plain_fd2 = -1;
+		bev = connect_client_kind(cctx, &sfd, kind);
+		run_until(&client_done, 2);
+		assert_int_equal(client_done, 2);
+		for (i = 0; i < 200 && plain_fd == -1; i++)
+			event_base_loop(server_base, EVLOOP_ONCE |
+			    EVLOOP_NONBLOCK);
+		assert_true(plain_fd >= 0);
+		bufferevent_write(bev, "last words", 10);
+		for (i = 0; i < 200 && evbuffer_get_length(
+		    bufferevent_get_output(bev)) != 0; i++)
+			event_base_loop(server_base, EVLOOP_ONCE |
+			    EVLOOP_NONBLOCK);
+		ssl = bufferevent_openssl_get_ssl(bev);
+		if (how == 0)
+			assert_int_equal(SSL_shutdown(ssl), 0);
+		else
+			assert_int_equal(shutdown(bufferevent_getfd(bev),
+			    SHUT_WR), 0);
+		got = read_to_eof(plain_fd, &len);
+		assert_non_null(got);
+		assert_int_equal(len, 10);
+		assert_memory_equal(got, "last words", 10);
+		close(plain_fd);
+		run_a_while();
+		assert_int_equal(tls_count(), 0);
+		assert_int_equal(tls_stats.closes[listener][cause],
+		    before.closes[listener][cause] + 1);
+		assert_int_equal(tls_stats.closes[listener][TLS_CLOSE_LOCAL],
+		    before.closes[listener][TLS_CLOSE_LOCAL]);
+		if (how == 0) {
+			/* The node answered with its close_notify. */
+			run_until(&client_done, 1);
+			assert_true(SSL_get_shutdown(ssl) &
+			    SSL_RECEIVED_SHUTDOWN);
+		}
+		bufferevent_free(bev);
+		evbuffer_free(client_in);
+	}
+	assert_string_equal(tls_close_name(TLS_CLOSE_EOF), "eof");
+	assert_string_equal(tls_listener_name(TLS_LISTENER_PEER), "peer");
+	SSL_CTX_free(cctx);
+}
+
 int
 main(void)
 {
@@ -472,6 +573,7 @@ main(void)
 		cmocka_unit_test(test_handshake_timeout),
 		cmocka_unit_test(test_mutual),
 		cmocka_unit_test(test_process),
+		cmocka_unit_test(test_peer_close),
 	};
 	const char	*top;
 	int		 rc;
