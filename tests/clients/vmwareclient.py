@@ -102,8 +102,12 @@ class VmwareClient:
             if not self.telnet.recv_once(left):
                 if pred():
                     break
-                raise ProtocolError('connection closed waiting for %s' %
-                                    what)
+                # Like VMware's client, show what the server said (a
+                # refusal is a line of in-band text before the close).
+                said = bytes(self.telnet.data).decode('utf-8', 'replace')
+                raise ProtocolError('connection closed waiting for %s%s' %
+                                    (what, (': ' + said.strip()) if
+                                     said.strip() else ''))
 
     def handshake(self, timeout=None):
         """Connect, wait for IAC WILL 0xE9 and accept it."""

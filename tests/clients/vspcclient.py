@@ -27,7 +27,10 @@ to 1.5), not from vSPC.py's code.  The wire behaviour follows vSPCClient:
     landed in the file's buffer are lost, as with vSPCClient (they are kept
     in VspcClient.lost so that a test can check that none were);
   * after the seed it sends IAC WILL BINARY, WILL SGA, DO BINARY, DO SGA,
-    answers WILL ECHO with DONT ECHO and doubles 0xff in its input.
+    answers WILL ECHO with DONT ECHO and doubles 0xff in its input;
+  * a refused connection (vspcd's max_per_source...) is answered with a
+    pickled sys.exit(text) where the version should be: vSPCClient exits
+    with the text, and connect() raises ProtocolError(text).
 
 Usable as a command (like vSPCClient) and as a module:
 
@@ -261,6 +264,10 @@ class VspcClient:
             return pickle.load(self._file)
         except EOFError:
             raise ProtocolError('connection closed by the server')
+        except SystemExit as e:
+            # A refusal: the server pickles sys.exit(text), which ends
+            # vSPCClient with the text.  As a module, say it instead.
+            raise ProtocolError(str(e.code))
 
     def connect(self, vm, lock=Q_LOCK_FFAR, telnet=True):
         """Run the query exchange.
