@@ -157,12 +157,14 @@ server_notify_status(void)
 }
 
 static void	server_pending_expire(void);
+static void	server_refusal_roll(void);
 static int	server_refusal_log(void);
 
 static void
 server_tick_cb(evutil_socket_t fd, short events, void *arg)
 {
 	server_now = time(NULL);
+	server_refusal_roll();
 	server_pending_expire();
 	client_check_stuck(server_now);
 	console_expire(server_now);
@@ -350,30 +352,37 @@ server_pending_expire(void)
 }
 
 /*
- * May a refusal be logged now?  At most SERVER_REFUSAL_LOGS a second: a
- * flood is counted in full by the metric, but must not flood the log.
- * The first refusal logged after a quiet spell says how many were not.
+ * Refusals logged at most SERVER_REFUSAL_LOGS a second: a flood is
+ * counted in full by the metric, but must not flood the log.  Those not
+ * logged are summed up in one line when their second is over.
  */
+static time_t	server_refusal_second;
+static u_int	server_refusal_logged, server_refusal_dropped;
+
+static void
+server_refusal_roll(void)
+{
+	if (server_now == server_refusal_second)
+		return;
+	server_refusal_second = server_now;
+	server_refusal_logged = 0;
+	if (server_refusal_dropped != 0) {
+		log_warnx("%u more refused connections not logged",
+		    server_refusal_dropped);
+		server_refusal_dropped = 0;
+	}
+}
+
+/* May a refusal be logged now? */
 static int
 server_refusal_log(void)
 {
-	static time_t	 second;
-	static u_int	 logged, dropped;
-
-	if (server_now != second) {
-		second = server_now;
-		logged = 0;
-		if (dropped != 0) {
-			log_warnx("%u more refused connections not logged",
-			    dropped);
-			dropped = 0;
-		}
-	}
-	if (logged < SERVER_REFUSAL_LOGS) {
-		logged++;
+	server_refusal_roll();
+	if (server_refusal_logged < SERVER_REFUSAL_LOGS) {
+		server_refusal_logged++;
 		return (1);
 	}
-	dropped++;
+	server_refusal_dropped++;
 	return (0);
 }
 

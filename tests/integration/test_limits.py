@@ -39,7 +39,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import FakeVM  # noqa: E402
+from harness import FakeVM, wait_for  # noqa: E402
 
 sys.path.insert(0, os.path.join(harness.TOP_SRCDIR, "tests", "clients"))
 import vmwareclient  # noqa: E402
@@ -273,6 +273,27 @@ class RefusalTest(LimitNodeTest):
         self.assertRegex(self.node.log(), r"console listener \S+: "
                          r"connection from 127\.0\.0\.2:\d+ refused: "
                          r"\[console\] max_per_source \(1\) reached")
+
+    def test_log_rate(self):
+        """A flood of refusals is counted in full, logged in part."""
+        port = self.node.console_port
+        self.console(src="127.0.0.2").read_until(PROMPT)
+        socks = [self.connect(port, "127.0.0.2") for _ in range(40)]
+        for sock in socks:
+            self.assertIn(b"max_per_source 1", read_to_close(sock))
+        self.assertEqual(refused_count(self.node, "console",
+                                       "max_per_source"), 40)
+
+        def log_counts():
+            log = self.node.log()
+            return (len(re.findall(r"refused: \[console\] max_per_source",
+                                   log)),
+                    sum(int(n) for n in re.findall(
+                        r"(\d+) more refused connections not logged", log)))
+        # Each second's surplus is summed up once the second is over.
+        wait_for(lambda: sum(log_counts()) == 40, 5,
+                 "every refusal logged or summed up")
+        self.assertLess(log_counts()[0], 40)
 
     def vspcclient_refused(self, want, src):
         """vSPCClient's own sequence (version, then int(load())): it must
