@@ -101,6 +101,19 @@ class LimitNodeTest(harness.NodeTest):
         self.sims = []
         self.consoles = []
         self.vspc = []
+        # The harness saw the node ready by connecting to each port; those
+        # connections hold slots until the node has seen them close.
+        wait_for(self.probes_gone, 10, "the readiness probes to be gone")
+
+    def probes_gone(self):
+        m = metrics(self.node)
+
+        def value(name):
+            return sum(int(n) for n in re.findall(
+                r"^vspcd_%s(?:\{[^}]*\})? (\d+)$" % name, m, re.M))
+        return (value("people_accepted_total") >= 2 and
+                value("people_connected") == 0 and
+                value("vm_connections") == 0)
 
     def tearDown(self):
         for c in self.vspc:
