@@ -189,7 +189,7 @@ void
 refuse_connection(int fd, u_int kind, const char *text)
 {
 	struct refusal	*r;
-	struct timeval	 tv = { REFUSE_LINGER_S, 0 };
+	struct timeval	 tv = { 0, REFUSE_DETECT_MS * 1000 };
 	u_char		 first;
 	ssize_t		 n;
 	int		 detect = 0;
@@ -203,11 +203,13 @@ refuse_connection(int fd, u_int kind, const char *text)
 		if (n == 1)
 			refuse_compat(fd, text, first);
 		else if (n == -1 && (errno == EAGAIN ||
-		    errno == EWOULDBLOCK) && nrefusals < REFUSE_MAX)
-			detect = 1;
-		else if (n == -1 && (errno == EAGAIN ||
-		    errno == EWOULDBLOCK))
-			refuse_text(fd, text);
+		    errno == EWOULDBLOCK)) {
+			/* Nothing yet: wait for it, or guess VMware's. */
+			if (nrefusals < REFUSE_MAX)
+				detect = 1;
+			else
+				refuse_text(fd, text);
+		}
 		break;
 	default:
 		/* TLS listeners: the client expects a handshake, not text. */
@@ -228,8 +230,6 @@ refuse_connection(int fd, u_int kind, const char *text)
 	nrefusals++;
 	if (detect) {
 		r->state = REFUSE_DETECT;
-		tv.tv_sec = 0;
-		tv.tv_usec = REFUSE_DETECT_MS * 1000;
 		event_add(r->ev, &tv);
 	} else
 		refuse_linger(r);
