@@ -991,3 +991,21 @@ pickle_put_exception(struct evbuffer *evb, const char *text)
 	evbuffer_add(evb, call, sizeof call);
 	pickle_stop(evb);
 }
+
+/*
+ * Write a call of sys.exit(text).  vSPCClient has no error reply it
+ * prints; unpickled, this ends it with the text on stderr and status 1,
+ * without a traceback (module sys is the same in Python 2 and 3).
+ */
+void
+pickle_put_exit(struct evbuffer *evb, const char *text)
+{
+	static const char	global[] = "csys\nexit\n";
+	static const u_char	call[] = { OP_TUPLE1, OP_REDUCE };
+
+	pickle_start(evb);
+	evbuffer_add(evb, global, sizeof global - 1);
+	pickle_text(evb, (const u_char *)text, strlen(text));
+	evbuffer_add(evb, call, sizeof call);
+	pickle_stop(evb);
+}

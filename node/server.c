@@ -49,6 +49,9 @@ static const char *listener_names[LISTEN_ALL_MAX] = {
 	"cluster", "control"
 };
 
+/* Refusals logged per second at most; the metric counts them all. */
+#define SERVER_REFUSAL_LOGS	10
+
 static const char *refusal_names[REFUSED_MAX] = {
 	"allow", "max_connections", "max_per_source", "tls"
 };
@@ -154,11 +157,14 @@ server_notify_status(void)
 }
 
 static void	server_pending_expire(void);
+static void	server_refusal_roll(void);
+static int	server_refusal_log(void);
 
 static void
 server_tick_cb(evutil_socket_t fd, short events, void *arg)
 {
 	server_now = time(NULL);
+	server_refusal_roll();
 	server_pending_expire();
 	client_check_stuck(server_now);
 	console_expire(server_now);
@@ -294,11 +300,12 @@ server_allowed(u_int kind, const struct sockaddr *sa, const char *name)
 	if (acl_match(acl, sa))
 		return (1);
 	server_refused(kind, REFUSED_ALLOW);
-	log_warnx("%s listener %s: connection from %s refused by [%s] %s",
-	    server_listener_name(kind), name, addr_fmt(sa, addr, sizeof addr),
-	    kind == LISTEN_PEER ? "cluster" : server_listener_name(
-	    server_limit_kind(kind)), kind == LISTEN_PEER ? "peer_allow" :
-	    "allow");
+	if (server_refusal_log())
+		log_warnx("%s listener %s: connection from %s refused by "
+		    "[%s] %s", server_listener_name(kind), name,
+		    addr_fmt(sa, addr, sizeof addr), kind == LISTEN_PEER ?
+		    "cluster" : server_listener_name(server_limit_kind(kind)),
+		    kind == LISTEN_PEER ? "peer_allow" : "allow");
 	return (0);
 }
 
@@ -344,6 +351,78 @@ server_pending_expire(void)
 	}
 }
 
+/*
+ * Refusals logged at most SERVER_REFUSAL_LOGS a second: a flood is
+ * counted in full by the metric, but must not flood the log.  Those not
+ * logged are summed up in one line when their second is over.
+ */
+static time_t	server_refusal_second;
+static u_int	server_refusal_logged, server_refusal_dropped;
+
+static void
+server_refusal_roll(void)
+{
+	if (server_now == server_refusal_second)
+		return;
+	server_refusal_second = server_now;
+	server_refusal_logged = 0;
+	if (server_refusal_dropped != 0) {
+		log_warnx("%u more refused connections not logged",
+		    server_refusal_dropped);
+		server_refusal_dropped = 0;
+	}
+}
+
+/* May a refusal be logged now? */
+static int
+server_refusal_log(void)
+{
+	server_refusal_roll();
+	if (server_refusal_logged < SERVER_REFUSAL_LOGS) {
+		server_refusal_logged++;
+		return (1);
+	}
+	server_refusal_dropped++;
+	return (0);
+}
+
+/* The address of sa without its port ("10.0.0.1", "[::1]"). */
+static void
+server_source(const struct sockaddr *sa, char *host, size_t len)
+{
+	char	*p;
+
+	addr_fmt(sa, host, len);
+	if ((p = strrchr(host, ':')) != NULL && (host[0] != '[' ||
+	    p[-1] == ']'))
+		*p = '\0';
+}
+
+/* Tell a refused connection why, in its protocol, and close it. */
+static void
+server_refuse(u_int kind, int fd, const char *text)
+{
+	char	*line;
+
+	switch (kind) {
+	case LISTEN_CONSOLE:
+	case LISTEN_CONSOLE_TLS:
+	case LISTEN_COMPAT:
+		refuse_connection(fd, kind, text);
+		break;
+	case LISTEN_VM:
+		xasprintf(&line, "%s\r\n", text);
+		(void)write(fd, line, strlen(line));
+		free(line);
+		close(fd);
+		break;
+	default:
+		/* Not on telnets: the peer expects a TLS handshake. */
+		close(fd);
+		break;
+	}
+}
+
 static void
 server_refuse_draining(u_int kind, const char *name, int fd,
     const struct sockaddr *sa)
@@ -352,15 +431,36 @@ server_refuse_draining(u_int kind, const char *name, int fd,
 
 	if (kind == LISTEN_VM || kind == LISTEN_VM_TLS)
 		server_stats.vm_refused++;
-	log_info("%s listener %s: connection from %s refused: draining",
-	    server_listener_name(kind), name, addr_fmt(sa, addr, sizeof addr));
-	if (kind == LISTEN_CONSOLE || kind == LISTEN_COMPAT) {
-		xasprintf(&msg, "vspcd: node %s is draining and takes no new "
-		    "sessions; try another node\r\n", server_conf->node_id);
-		(void)write(fd, msg, strlen(msg));
-		free(msg);
+	if (server_refusal_log())
+		log_info("%s listener %s: connection from %s refused: "
+		    "draining", server_listener_name(kind), name,
+		    addr_fmt(sa, addr, sizeof addr));
+	if (kind == LISTEN_VM || kind == LISTEN_VM_TLS) {
+		close(fd);
+		return;
 	}
-	close(fd);
+	xasprintf(&msg, "vspcd: node %s is draining and takes no new "
+	    "sessions; try another node", server_conf->node_id);
+	server_refuse(kind, fd, msg);
+	free(msg);
+}
+
+/* Refuse a connection from outside the allow list, saying so. */
+static void
+server_refuse_allow(u_int kind, int fd, const struct sockaddr *sa)
+{
+	char	host[64], *msg;
+
+	if (server_limit_kind(kind) == LISTEN_VM) {
+		close(fd);
+		return;
+	}
+	server_source(sa, host, sizeof host);
+	xasprintf(&msg, "vspcd: connections from %s are not allowed here "
+	    "([%s] allow)", host, server_listener_name(
+	    server_limit_kind(kind)));
+	server_refuse(kind, fd, msg);
+	free(msg);
 }
 
 /* Refuse a connection over a limit, with a line saying which. */
@@ -368,29 +468,24 @@ static void
 server_refuse_limit(u_int kind, const char *name, int fd,
     const struct sockaddr *sa, enum server_refusal why, u_int max)
 {
-	char	addr[64], host[64], *msg, *p;
+	char	addr[64], host[64], *msg;
 
 	server_refused(kind, why);
 	addr_fmt(sa, addr, sizeof addr);
-	snprintf(host, sizeof host, "%s", addr);
-	if ((p = strrchr(host, ':')) != NULL && (host[0] != '[' ||
-	    p[-1] == ']'))
-		*p = '\0';
+	server_source(sa, host, sizeof host);
 	if (why == REFUSED_MAX_PER_SOURCE)
 		xasprintf(&msg, "vspcd: too many connections from %s "
-		    "(max_per_source %u)\r\n", host, max);
+		    "(max_per_source %u)", host, max);
 	else
 		xasprintf(&msg, "vspcd: too many connections "
-		    "(max_connections %u)\r\n", max);
-	log_warnx("%s listener %s: connection from %s refused: [%s] %s (%u) "
-	    "reached", server_listener_name(kind), name, addr,
-	    server_listener_name(server_limit_kind(kind)),
-	    server_refusal_name(why), max);
-	/* Not on telnets: the peer expects a TLS handshake, not text. */
-	if (kind != LISTEN_VM_TLS && kind != LISTEN_CONSOLE_TLS)
-		(void)write(fd, msg, strlen(msg));
+		    "(max_connections %u)", max);
+	if (server_refusal_log())
+		log_warnx("%s listener %s: connection from %s refused: [%s] "
+		    "%s (%u) reached", server_listener_name(kind), name, addr,
+		    server_listener_name(server_limit_kind(kind)),
+		    server_refusal_name(why), max);
+	server_refuse(kind, fd, msg);
 	free(msg);
-	close(fd);
 }
 
 /* Serve a connection (plain, or the plain end of a TLS one). */
@@ -468,6 +563,7 @@ server_dispatch(int fd, const struct sockaddr *sa, u_int kind,
 	struct config		*conf = server_conf;
 	struct server_pending	*sp;
 	struct limit_slot	*slot;
+	const struct acl	*exempt;
 	u_int			 lk = server_limit_kind(kind), max, per;
 
 	server_now = time(NULL);
@@ -476,26 +572,32 @@ server_dispatch(int fd, const struct sockaddr *sa, u_int kind,
 		return;
 	}
 	if (!server_allowed(kind, sa, name)) {
-		close(fd);
+		server_refuse_allow(kind, fd, sa);
 		return;
 	}
 	switch (lk) {
 	case LISTEN_VM:
 		max = conf->vm_max_connections;
 		per = conf->vm_max_per_source;
+		exempt = &conf->vm_exempt;
 		break;
 	case LISTEN_CONSOLE:
 		max = conf->console_max_connections;
 		per = conf->console_max_per_source;
+		exempt = &conf->console_exempt;
 		break;
 	case LISTEN_COMPAT:
 		max = conf->compat_max_connections;
 		per = conf->compat_max_per_source;
+		exempt = &conf->compat_exempt;
 		break;
 	default:
 		close(fd);
 		return;
 	}
+	/* The node's own host is the administrator's, not a flood. */
+	if (acl_match(exempt, sa))
+		per = 0;
 	if (max != 0 && limit_total(lk) >= max) {
 		server_refuse_limit(kind, name, fd, sa,
 		    REFUSED_MAX_CONNECTIONS, max);
@@ -992,6 +1094,7 @@ server_loop(void)
 	while ((l = TAILQ_FIRST(&listeners)) != NULL)
 		server_listener_free(l);
 	proxy_shutdown();
+	refuse_shutdown();
 	http_shutdown();
 	control_shutdown();
 	client_shutdown("vspcd is shutting down");

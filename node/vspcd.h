@@ -280,6 +280,7 @@ void	 pickle_put_str_lossy(struct evbuffer *, const u_char *, size_t);
 void	 pickle_put_none(struct evbuffer *);
 void	 pickle_put_vm(struct evbuffer *, const char *, const char *, int);
 void	 pickle_put_exception(struct evbuffer *, const char *);
+void	 pickle_put_exit(struct evbuffer *, const char *);
 
 /* log.c: the daemon's own log (stderr with -d, else syslog). */
 void	 log_init(int, int);
@@ -353,6 +354,8 @@ struct config {
 	u_int		 vm_expire;		/* Keep a console after all left. */
 	u_int		 vm_max_connections;
 	u_int		 vm_max_per_source;
+	struct acl	 vm_exempt;		/* From max_per_source. */
+	char		*vm_exempt_text;
 
 	/* [console] */
 	char		*console_listen;
@@ -361,6 +364,8 @@ struct config {
 	char		*console_allow_text;
 	u_int		 console_max_connections;
 	u_int		 console_max_per_source;
+	struct acl	 console_exempt;	/* From max_per_source. */
+	char		*console_exempt_text;
 	u_int		 console_login_timeout;	/* Seconds. */
 	u_int		 console_login_attempts;
 	u_int		 console_replay_lines;
@@ -378,6 +383,8 @@ struct config {
 	char		*compat_allow_text;
 	u_int		 compat_max_connections;
 	u_int		 compat_max_per_source;
+	struct acl	 compat_exempt;		/* From max_per_source. */
+	char		*compat_exempt_text;
 
 	/* [log] */
 	char		*log_dir;
@@ -964,6 +971,14 @@ void		 proxy_accept(int, const struct sockaddr *, socklen_t, u_int,
 		     const char *));
 void		 proxy_shutdown(void);
 u_int		 server_vm_listeners(void);
+
+/*
+ * refuse.c: connections refused at accept on the console and
+ * compatibility ports are told why in their client's form, then closed.
+ */
+void		 refuse_connection(int, u_int, const char *);
+u_int		 refuse_pending(void);
+void		 refuse_shutdown(void);
 
 /*
  * metrics.c: what /metrics exports (Prometheus text format), and the

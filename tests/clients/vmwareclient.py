@@ -79,9 +79,11 @@ class ProtocolError(Exception):
 class VmwareClient:
     """One session with a vSPC admin port, VMware style."""
 
-    def __init__(self, host='localhost', port=13371, timeout=10.0):
+    def __init__(self, host='localhost', port=13371, timeout=10.0,
+                 source=None):
         self.host = host
         self.port = port
+        self.source = source    # Local address to connect from.
         self.timeout = timeout
         self.sock = None
         self.telnet = None
@@ -102,13 +104,18 @@ class VmwareClient:
             if not self.telnet.recv_once(left):
                 if pred():
                     break
-                raise ProtocolError('connection closed waiting for %s' %
-                                    what)
+                # Like VMware's client, show what the server said (a
+                # refusal is a line of in-band text before the close).
+                said = bytes(self.telnet.data).decode('utf-8', 'replace')
+                raise ProtocolError('connection closed waiting for %s%s' %
+                                    (what, (': ' + said.strip()) if
+                                     said.strip() else ''))
 
     def handshake(self, timeout=None):
         """Connect, wait for IAC WILL 0xE9 and accept it."""
-        self.sock = socket.create_connection((self.host, self.port),
-                                             timeout=self.timeout)
+        self.sock = socket.create_connection(
+            (self.host, self.port), timeout=self.timeout,
+            source_address=(self.source, 0) if self.source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.telnet = Telnet(self.sock, will_ok=(VSPC_ADMIN,),
                              on_sb=self._on_sb)
@@ -254,6 +261,8 @@ def main(argv=None):
                     '(VMware option 233 protocol).')
     p.add_argument('-s', '--server', default='localhost')
     p.add_argument('-a', '--admin-port', type=int, default=13371)
+    p.add_argument('-b', '--bind', metavar='ADDRESS',
+                   help='local address to connect from (testing)')
     p.add_argument('-m', '--mode', choices=sorted(MODES),
                    default='readwrite')
     p.add_argument('--stdout', action='store_true',
@@ -261,7 +270,7 @@ def main(argv=None):
     p.add_argument('vm_port_id', nargs='?')
     a = p.parse_args(argv)
 
-    c = VmwareClient(a.server, a.admin_port)
+    c = VmwareClient(a.server, a.admin_port, source=a.bind)
     try:
         c.handshake()
         if a.vm_port_id is None:

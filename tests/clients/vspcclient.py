@@ -27,7 +27,10 @@ to 1.5), not from vSPC.py's code.  The wire behaviour follows vSPCClient:
     landed in the file's buffer are lost, as with vSPCClient (they are kept
     in VspcClient.lost so that a test can check that none were);
   * after the seed it sends IAC WILL BINARY, WILL SGA, DO BINARY, DO SGA,
-    answers WILL ECHO with DONT ECHO and doubles 0xff in its input.
+    answers WILL ECHO with DONT ECHO and doubles 0xff in its input;
+  * a refused connection (vspcd's max_per_source...) is answered with a
+    pickled sys.exit(text) where the version should be: vSPCClient exits
+    with the text, and connect() raises ProtocolError(text).
 
 Usable as a command (like vSPCClient) and as a module:
 
@@ -245,9 +248,10 @@ class VspcClient:
     """One vSPCClient session."""
 
     def __init__(self, host='localhost', port=13371, protocol=4,
-                 timeout=10.0):
+                 timeout=10.0, source=None):
         self.host = host
         self.port = port
+        self.source = source    # Local address to connect from.
         self.protocol = protocol
         self.timeout = timeout
         self.sock = None
@@ -261,6 +265,10 @@ class VspcClient:
             return pickle.load(self._file)
         except EOFError:
             raise ProtocolError('connection closed by the server')
+        except SystemExit as e:
+            # A refusal: the server pickles sys.exit(text), which ends
+            # vSPCClient with the text.  As a module, say it instead.
+            raise ProtocolError(str(e.code))
 
     def connect(self, vm, lock=Q_LOCK_FFAR, telnet=True):
         """Run the query exchange.
@@ -271,8 +279,9 @@ class VspcClient:
         vm_not_found the listing is in self.vms.  With telnet true (as
         vSPCClient) the telnet phase starts right after the seed.
         """
-        self.sock = socket.create_connection((self.host, self.port),
-                                             timeout=self.timeout)
+        self.sock = socket.create_connection(
+            (self.host, self.port), timeout=self.timeout,
+            source_address=(self.source, 0) if self.source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._raw = _CountingSocketIO(self.sock)
         self._file = io.BufferedReader(self._raw, io.DEFAULT_BUFFER_SIZE)
@@ -477,6 +486,8 @@ def main(argv=None):
                     '(vSPC.py vSPCClient protocol).')
     p.add_argument('-s', '--server', default='localhost')
     p.add_argument('-a', '--admin-port', type=int, default=13371)
+    p.add_argument('-b', '--bind', metavar='ADDRESS',
+                   help='local address to connect from (testing)')
     p.add_argument('--client-lock-mode', choices=sorted(LOCK_MODES),
                    default='free-for-all-fallback')
     p.add_argument('--raw-lock-mode', metavar='STRING',
@@ -490,7 +501,7 @@ def main(argv=None):
     a = p.parse_args(argv)
 
     lock = a.raw_lock_mode or LOCK_MODES[a.client_lock_mode]
-    c = VspcClient(a.server, a.admin_port, a.protocol)
+    c = VspcClient(a.server, a.admin_port, a.protocol, source=a.bind)
     try:
         status, mode, seed = c.connect(a.vm, lock)
     except (OSError, ProtocolError) as e:

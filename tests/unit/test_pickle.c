@@ -1472,6 +1472,10 @@ test_writers_doc(void **state)
 	CHECK_EVB(evb, "\x80\x02\x63\x62\x75\x69\x6c\x74\x69\x6e\x73\x0a\x45"
 	    "\x78\x63\x65\x70\x74\x69\x6f\x6e\x0a\x58\x11\x00\x00\x00"
 	    "No common version" "\x85\x52\x2e");
+	/* sys.exit(text): a refusal, as vSPCClient shows it. */
+	pickle_put_exit(evb, "vspcd: refused");
+	CHECK_EVB(evb, "\x80\x02" "csys\nexit\n" "\x58\x0e\x00\x00\x00"
+	    "vspcd: refused" "\x85\x52\x2e");
 	pickle_put_none(evb);
 	CHECK_EVB(evb, "\x80\x02\x4e\x2e");
 	evbuffer_free(evb);
