@@ -25,7 +25,11 @@
  */
 
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -626,6 +630,36 @@ server_dispatch(int fd, const struct sockaddr *sa, u_int kind,
 }
 
 /*
+ * A host or person that vanishes without a word (power lost, a path cut)
+ * leaves a half-open connection that nothing would ever end: TCP
+ * keepalive probes after SERVER_KA_IDLE seconds of silence, every
+ * SERVER_KA_INTVL, and gives up after SERVER_KA_CNT unanswered probes;
+ * TCP_USER_TIMEOUT bounds as much the time data sent stays
+ * unacknowledged.  A dead peer is then noticed within about 60 s, a quiet
+ * but living one costs a probe every 30 s.
+ */
+#define SERVER_KA_IDLE		30
+#define SERVER_KA_INTVL		10
+#define SERVER_KA_CNT		3
+
+void
+server_keepalive(int fd)
+{
+	int	on = 1, idle = SERVER_KA_IDLE, intvl = SERVER_KA_INTVL;
+	int	cnt = SERVER_KA_CNT;
+	u_int	ut = (SERVER_KA_IDLE + SERVER_KA_INTVL * SERVER_KA_CNT) * 1000;
+
+	/* Not TCP (a Unix socket in a test): nothing to do. */
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == -1)
+		return;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
+	    sizeof intvl);
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
+}
+
+/*
  * A connection from a [vm] proxy_protocol_from address waits for its
  * PROXY header first (proxy.c); any other is served at once.
  */
@@ -637,6 +671,7 @@ server_accept(struct evconnlistener *lev, evutil_socket_t fd,
 
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
+	server_keepalive(fd);
 	server_now = time(NULL);
 	if (acl_match(&server_conf->vm_proxy_from, sa)) {
 		proxy_accept(fd, sa, (socklen_t)salen, l->kind, l->text,

@@ -957,6 +957,7 @@ void		 server_set_draining(int);
 const char	*server_listener_name(u_int);
 const char	*server_refusal_name(u_int);
 void		 server_refused(u_int, enum server_refusal);
+void		 server_keepalive(int);
 int		 server_allowed(u_int, const struct sockaddr *, const char *);
 struct limit_slot *server_limit_take(u_int, const char *);
 
