@@ -1077,6 +1077,13 @@ cluster_fwd_localize(struct client *c, struct console *con)
 				c->stream = f_stream;
 		} else if (have_off)
 			c->off = ring_start(&con->history);
+		log_debug("console %s: client %u localized: have_off %d "
+		    "same %d handover %d lost %d off %llu -> %llu (history "
+		    "%llu-%llu)", con->key, c->id, have_off, same,
+		    (con->flags & CONSOLE_HANDOVER) != 0, lost,
+		    (unsigned long long)off, (unsigned long long)c->off,
+		    (unsigned long long)ring_start(&con->history),
+		    (unsigned long long)con->history.end);
 		if (lost && c->proto->notice != NULL) {
 			char	*msg;
 
@@ -1428,8 +1435,16 @@ cluster_fwd_data(struct peer *p, const Vspc__Data *d)
 	c = f->c;
 	if (!d->message) {
 		/* Stream bytes: drop any we already showed (a resume). */
-		if (f->have_off && d->offset + len <= f->next_off)
+		if (f->have_off && d->offset + len <= f->next_off) {
+			log_debug("fwd %u: dropped data %llu+%zu (next %llu)",
+			    f->channel, (unsigned long long)d->offset, len,
+			    (unsigned long long)f->next_off);
 			return;
+		}
+		if (f->have_off && d->offset > f->next_off)
+			log_debug("fwd %u: data gap %llu+%zu (next %llu)",
+			    f->channel, (unsigned long long)d->offset, len,
+			    (unsigned long long)f->next_off);
 		if (f->have_off && d->offset < f->next_off)
 			skip = f->next_off - d->offset;
 		f->next_off = d->offset + len;
@@ -1563,6 +1578,12 @@ cluster_remote_attach(const char *node, const Vspc__Attach *a)
 		    replaylen, replay, replaylen);
 		c->off = con->history.end;
 	}
+	log_debug("console %s: remote attach from %s/%u: resume %d same %d "
+	    "resume_offset %llu off %llu (history %llu-%llu)", con->key, node,
+	    a->channel, a->resume, a->stream == con->stream,
+	    (unsigned long long)a->resume_offset, (unsigned long long)c->off,
+	    (unsigned long long)ring_start(&con->history),
+	    (unsigned long long)con->history.end);
 	cluster_attach_answer(node, a->channel, r, NULL, con, c->off,
 	    con->stream, replay, replaylen);
 	free(replay);

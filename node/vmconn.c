@@ -399,6 +399,9 @@ vmconn_release_held(struct vmconn *v)
 
 	if (v->held != NULL && (len = evbuffer_get_length(v->held)) != 0 &&
 	    v->console != NULL) {
+		log_debug("%s: %zu held bytes to the console (history %llu)",
+		    vmconn_name(v), len,
+		    (unsigned long long)v->console->history.end);
 		console_output(v->console, evbuffer_pullup(v->held, -1), len);
 		evbuffer_drain(v->held, len);
 	}

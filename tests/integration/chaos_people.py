@@ -126,6 +126,8 @@ class CtlSession:
             self.state = "closed"
         self.inbuf = bytearray()
         self.data = bytearray()     # VM output only.
+        self.seams = []             # Places in data where the stream may
+        #                             not go on (see decode()).
         self.texts = []             # The node's notices.
         self.refusals = []
         self.resume = resume
@@ -186,7 +188,10 @@ class CtlSession:
                 self.node = r.node      # Where HAProxy sent it.
         if r.text:
             self.texts.append(r.text.encode())
+            self.seams.append(len(self.data))
         if r.data:
+            if r.stream != self.stream or r.offset != self.next_off:
+                self.seams.append(len(self.data))
             self.data += r.data
             self.stream = r.stream
             self.next_off = r.offset + len(r.data)
@@ -346,9 +351,9 @@ def line_rx(name):
     return re.compile(re.escape(name.encode()) + rb" (\d{10})\r\n")
 
 
-def _common(a, ai, b, bi):
-    """Length of the common prefix of a[ai:] and b[bi:]."""
-    n = min(len(a) - ai, len(b) - bi)
+def _common(a, ai, b, bi, aend=None):
+    """Length of the common prefix of a[ai:aend] and b[bi:]."""
+    n = min((len(a) if aend is None else aend) - ai, len(b) - bi)
     lo = 0
     step = 4096
     while lo < n:
@@ -362,11 +367,35 @@ def _common(a, ai, b, bi):
     return lo
 
 
-def decode(data, name, exp):
+def _anchor(data, start, end, rx, llen, exp):
+    """Where data[start:end] starts in the guest's stream, told by its
+    first whole line and the bytes before it; None if it has no whole
+    line."""
+    m = rx.search(data, start, end)
+    if not m:
+        return None
+    frag = m.start() - start
+    line_off = int(m.group(1)) * llen
+    if frag < llen and line_off - frag >= 0 and \
+            data[start:m.start()] == exp[line_off - frag:line_off]:
+        return line_off - frag
+    return None
+
+
+def decode(data, name, exp, seams=()):
     """Turn a session's VM bytes (notices removed) back into the guest's
     stream offsets.  exp is the VM's expected pattern from offset 0 far
     enough.  Returns (runs, corrupt): runs is [(offset, length)] in
-    arrival order, corrupt the count of bytes that fit nowhere."""
+    arrival order, corrupt the count of bytes that fit nowhere.
+
+    seams are the places in data where the stream may not go on: where a
+    notice was, where the node said the stream changed or the offset
+    jumped.  A new stream (the owner was lost) starts anywhere in a line,
+    and its first bytes can be the very bytes that came next in the old
+    one: "cv-00003 00000" then "003 0000000202\r\n" reads as one line
+    that goes on with "003 000000020" and misplaces them.  So at a seam
+    the piece's own first whole line says where it is; only a piece with
+    no whole line before the next seam is taken as going on."""
     llen = len(name) + 13
     rx = line_rx(name)
     runs = []
@@ -374,11 +403,28 @@ def decode(data, name, exp):
     pos = 0
     eoff = None
     n_data = len(data)
+    cuts = sorted({x for x in seams if 0 < x < n_data})
+    ci = 0
     while pos < n_data:
+        while ci < len(cuts) and cuts[ci] < pos:
+            ci += 1
+        limit = n_data
+        if ci < len(cuts) and cuts[ci] == pos:
+            ci += 1
+            nxt = cuts[ci] if ci < len(cuts) else n_data
+            if eoff is not None:
+                a = _anchor(data, pos, nxt, rx, llen, exp)
+                if a is not None:
+                    eoff = a
+        if ci < len(cuts):
+            limit = cuts[ci]
         if eoff is not None and eoff < len(exp):
-            n = _common(data, pos, exp, eoff)
+            n = _common(data, pos, exp, eoff, limit)
             if n > 0:
-                runs.append((eoff, n))
+                if runs and runs[-1][0] + runs[-1][1] == eoff:
+                    runs[-1] = (runs[-1][0], runs[-1][1] + n)
+                else:
+                    runs.append((eoff, n))
                 pos += n
                 eoff += n
                 continue
@@ -405,8 +451,20 @@ def decode(data, name, exp):
 
 
 def strip_notices(data):
+    """The VM bytes without the notices, the notices, and the places in
+    the VM bytes where notices were (a new stream starts after one)."""
     data = bytes(data)
-    return NOTICE.sub(b"", data), [x.strip() for x in NOTICE.findall(data)]
+    out = bytearray()
+    notes = []
+    seams = []
+    k = 0
+    for m in NOTICE.finditer(data):
+        out += data[k:m.start()]
+        seams.append(len(out))
+        notes.append(m.group(0).strip())
+        k = m.end()
+    out += data[k:]
+    return bytes(out), notes, seams
 
 
 def zero_ranges(seen, lo, hi):
@@ -438,9 +496,10 @@ class Account:
         self.session_runs = []
         maxend = 0
         for s in person.sessions:
-            vm_bytes, notes = strip_notices(s.data)
+            vm_bytes, notes, seams = strip_notices(s.data)
+            seams += getattr(s, "seams", [])
             self.notices += notes + list(getattr(s, "texts", []))
-            runs, bad = decode(vm_bytes, person.name, exp)
+            runs, bad = decode(vm_bytes, person.name, exp, seams)
             self.corrupt += bad
             self.session_runs.append(runs)
             for o, n in runs:

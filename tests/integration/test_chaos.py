@@ -672,6 +672,18 @@ class ChaosTest(unittest.TestCase):
                 out.append("    session on %s (%s): header %r, runs %s%s" %
                            (s.node, s.state, s.header, runs[:8],
                             " ..." if len(runs) > 8 else ""))
+                # What came around each notice (console port) or each
+                # text and change of stream (control protocol), as sent.
+                raw = bytes(s.data)
+                spots = [(m.start(), m.end()) for m in
+                         cp.NOTICE.finditer(raw)]
+                spots += [(x, x) for x in sorted(set(getattr(s, "seams",
+                                                             [])))
+                          if x > 0]
+                for lo, hi in spots[:4]:
+                    lo, hi = max(0, lo - 60), hi + 60
+                    out.append("      raw [%d:%d]: %r" %
+                               (lo, hi, raw[lo:hi]))
         vms = sorted({a.person.name for a in bad})[:5]
         keys = set()
         for a in bad[:5]:
