@@ -114,7 +114,7 @@ client_kill(struct client *c)
 	c->flags &= ~CLIENT_STREAM;
 	if (c->console != NULL)
 		console_detach(c->console, c, NULL);
-	cluster_client_gone(c);
+	core_hooks->client_gone(c);
 	if (c->ev_read != NULL)
 		event_del(c->ev_read);
 	if (c->ev_write != NULL)
@@ -138,7 +138,7 @@ client_close(struct client *c, const char *reason)
 		console_detach(c->console, c, reason);
 	c->flags |= CLIENT_CLOSING;
 	c->flags &= ~CLIENT_STREAM;
-	cluster_client_gone(c);
+	core_hooks->client_gone(c);
 	if (c->ev_read != NULL)
 		event_del(c->ev_read);
 	if (c->fd == -1 || c->out == NULL ||
@@ -184,7 +184,7 @@ client_write(struct client *c, const void *buf, size_t len)
 	if (c->flags & (CLIENT_DEAD|CLIENT_CLOSING) || len == 0)
 		return;
 	if (c->kind == CLIENT_REMOTE) {
-		cluster_remote_write(c, buf, len);
+		core_hooks->remote_write(c, buf, len);
 		return;
 	}
 	if (c->out == NULL)
@@ -195,7 +195,7 @@ client_write(struct client *c, const void *buf, size_t len)
 	 * not.
 	 */
 	if (evbuffer_get_length(c->out) > server_conf->console_client_buffer +
-	    cluster_fwd_window(c)) {
+	    core_hooks->fwd_window(c)) {
 		log_warnx("client %u %s: output buffer full; disconnecting",
 		    c->id, c->addr);
 		server_stats.client_stuck++;
@@ -241,7 +241,7 @@ client_send_out(struct client *c)
 		server_stats.client_bytes_out += n;
 		c->stuck_since = 0;
 		if (c->cluster != NULL)
-			cluster_fwd_drained(c, n);
+			core_hooks->fwd_drained(c, n);
 	}
 	return (1);
 }
@@ -372,7 +372,7 @@ client_flush(struct client *c)
 	if (c->flags & (CLIENT_DEAD|CLIENT_WRITE_WAIT))
 		return;
 	if (c->kind == CLIENT_REMOTE) {
-		cluster_remote_flush(c);
+		core_hooks->remote_flush(c);
 		return;
 	}
 	r = client_send_out(c);
@@ -382,7 +382,7 @@ client_flush(struct client *c)
 	 * this node): cluster.c sets its offset when it makes it local.
 	 */
 	if (r == 1 && (c->flags & CLIENT_STREAM) && c->console != NULL &&
-	    !cluster_client_forwarded(c))
+	    !core_hooks->client_forwarded(c))
 		r = client_send_history(c);
 	if (r == -1) {
 		log_debug("client %u %s: write: %s", c->id, c->addr,
@@ -446,7 +446,7 @@ client_set_read(struct client *c, int on)
 	if (on && (c->flags & CLIENT_READ_OFF)) {
 		c->flags &= ~CLIENT_READ_OFF;
 		/* While quiescing for an upgrade, reading stays off. */
-		if (!handoff_in_progress())
+		if (!core_quiescing)
 			event_add(c->ev_read, NULL);
 	} else if (!on && !(c->flags & CLIENT_READ_OFF)) {
 		c->flags |= CLIENT_READ_OFF;
@@ -465,9 +465,9 @@ client_input_to_vm(struct client *c, const u_char *buf, size_t len)
 
 	if (con == NULL || len == 0)
 		return;
-	if (cluster_client_forwarded(c)) {
+	if (core_hooks->client_forwarded(c)) {
 		/* The console's owner decides who writes. */
-		cluster_fwd_input(c, buf, len);
+		core_hooks->fwd_input(c, buf, len);
 		return;
 	}
 	if (!(c->flags & CLIENT_WRITE)) {

@@ -263,7 +263,7 @@ console_set_name(struct console *con, const char *name, size_t len)
 		return;
 	if (con->log == NULL)
 		console_open_log(con);
-	cluster_console_changed(con);
+	core_hooks->console_changed(con);
 }
 
 /* Describe the console's state in one word. */
@@ -300,7 +300,7 @@ console_set_vm(struct console *con, struct vmconn *vm)
 		con->connected = server_now;
 		console_notice(con, NULL, "VM connected");
 		console_log_activity(con, "VM connected from %s", vm->addr);
-		cluster_console_changed(con);
+		core_hooks->console_changed(con);
 	}
 }
 
@@ -320,7 +320,7 @@ console_vm_gone(struct console *con, struct vmconn *vm)
 		con->left = server_now;
 	console_notice(con, NULL, "VM disconnected");
 	console_log_activity(con, "VM disconnected");
-	cluster_console_changed(con);
+	core_hooks->console_changed(con);
 }
 
 /* Output from the VM: into the history, the log, and to every reader. */
@@ -647,7 +647,7 @@ console_attach(struct console *con, struct client *c, enum attach_mode mode)
 	if (c->console != NULL)
 		console_detach(c->console, c, NULL);
 	if (con->flags & CONSOLE_REMOTE)
-		return (cluster_attach(con, c, mode));
+		return (core_hooks->attach(con, c, mode));
 	if (server_conf->console_max_clients != 0 &&
 	    con->nclients >= server_conf->console_max_clients)
 		return (ATTACH_REFUSED_FULL);
@@ -682,8 +682,8 @@ console_detach(struct console *con, struct client *c, const char *why)
 
 	if (c->console != con)
 		return;
-	if (cluster_client_forwarded(c)) {
-		cluster_client_gone(c);
+	if (core_hooks->client_forwarded(c)) {
+		core_hooks->client_gone(c);
 		c->console = NULL;
 		return;
 	}
@@ -1016,7 +1016,7 @@ console_handoff_save(struct handoff *h)
 		vm.secret.len = sizeof mo->secret;
 		vm.src = mo->src != NULL ? mo->src->id : 0;
 		vm.dst = mo->dst != NULL ? mo->dst->id : 0;
-		vm.timer_us = handoff_timer_left(mo->timer);
+		vm.timer_us = core_timer_left(mo->timer);
 		vm.id = mo->id;
 		if (mo->node != NULL)
 			vm.node = mo->node;
@@ -1047,7 +1047,7 @@ console_handoff_save(struct handoff *h)
 		m.rsince = con->rsince;
 		m.vmotions = con->vmotions;
 		m.input_dropped = con->input_dropped;
-		m.handover_us = handoff_timer_left(con->handover_timer);
+		m.handover_us = core_timer_left(con->handover_timer);
 		handoff_add_msg(h, HANDOFF_REC_CONSOLE, &m.base);
 		free(m.held.data);
 		free(m.ring.data);

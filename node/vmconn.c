@@ -409,7 +409,7 @@ vmconn_release_held(struct vmconn *v)
 	if (v->flags & VMCONN_READ_OFF) {
 		v->flags &= ~VMCONN_READ_OFF;
 		/* While quiescing for an upgrade, reading stays off. */
-		if (!handoff_in_progress())
+		if (!core_quiescing)
 			event_add(v->ev_read, NULL);
 	}
 }
@@ -470,10 +470,10 @@ vmconn_claimed(enum store_status st, uint64_t epoch, void *arg)
 	}
 	if (st == STORE_OK) {
 		con->epoch = epoch;
-		cluster_console_changed(con);
+		core_hooks->console_changed(con);
 	} else if (st == STORE_UNAVAILABLE && con->vm != NULL &&
 	    !(con->flags & CONSOLE_REMOTE))
-		cluster_claim_later(con, con->epoch);
+		core_hooks->claim_later(con, con->epoch);
 	else
 		log_warnx("console %s: ownership not recorded: %s", con->key,
 		    store_status_string(st));
@@ -535,7 +535,7 @@ vmconn_try_bind(struct vmconn *v)
 	    con->name, v->addr, v->uri);
 	vmconn_release_held(v);
 	vmconn_claim(con);
-	cluster_console_bound(con);
+	core_hooks->console_bound(con);
 }
 
 static void
@@ -790,7 +790,7 @@ vmconn_handoff_save(struct handoff *h)
 			m.has_held = 1;
 			handoff_evbuffer_bytes(v->held, &m.held);
 		}
-		m.timeout_us = handoff_timer_left(v->ev_timeout);
+		m.timeout_us = core_timer_left(v->ev_timeout);
 		handoff_add_msg(h, HANDOFF_REC_VMCONN, &m.base);
 		free(m.out.data);
 		free(m.held.data);
@@ -876,7 +876,7 @@ vmconn_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 	}
 	if (m->timeout_us >= 0 && v->role == VMCONN_UNBOUND) {
 		v->ev_timeout = evtimer_new(server_base, vmconn_timeout_cb, v);
-		handoff_timer_set(v->ev_timeout, m->timeout_us);
+		core_timer_set(v->ev_timeout, m->timeout_us);
 	}
 	TAILQ_INSERT_TAIL(&all_vmconns, v, gentry);
 	nvmconns++;
