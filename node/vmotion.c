@@ -532,7 +532,7 @@ vmotion_next(int set, uint64_t v)
 
 /* Hot upgrade: the vMotion timer of a restored console. */
 void
-vmotion_handoff_timer(struct console *con, int64_t us)
+vmotion_restore_timer(struct console *con, int64_t us)
 {
 	if (us < 0) {
 		/* No timer was pending: a vMotion must end all the same. */

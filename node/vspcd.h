@@ -137,6 +137,7 @@ struct store_token;
  * any other option is refused.
  */
 #define TELNET_SB_MAX_DEFAULT	4096
+#define TELNET_SB_INITIAL	64	/* First size of the SB buffer. */
 
 /* Options whose state the codec tracks; index into us[]/him[]. */
 enum telnet_optidx {
@@ -613,6 +614,7 @@ void		 client_input_to_vm(struct client *, const u_char *, size_t);
 void		 client_check_stuck(time_t);
 void		 client_shutdown(const char *);
 const char	*client_mode_name(const struct client *);
+void		 client_adopted(struct client *);
 
 /*
  * A VM serial port.  Keyed by VC UUID and optional label ("UUID" or
@@ -800,6 +802,8 @@ size_t		 vmconn_pending(const struct vmconn *);
 void		 vmconn_send_break(struct vmconn *);
 void		 vmconn_release_held(struct vmconn *);
 void		 vmconn_claim(struct console *);
+struct vmconn	*vmconn_adopt(u_int, int);
+void		 vmconn_adopted(struct vmconn *, int64_t);
 
 /* vmotion.c */
 void		 vmotion_begin(struct vmconn *, const u_char *, size_t);
@@ -1219,7 +1223,10 @@ void		 peer_adopt_listener(int, const char *);
 
 /*
  * handoff.c's own functions and the node-local modules' hooks.  _pause:
- * stop (1) or resume (0) reading and accepting while quiescing.
+ * stop (1) or resume (0) reading and accepting while quiescing.  The
+ * core's hooks are in files of their own beside it (telnet-handoff.c,
+ * console-handoff.c, vmconn-handoff.c, client-handoff.c), so that the
+ * core objects know nothing of the hand-over.
  */
 struct ProtobufCMessage;
 struct ProtobufCBinaryData;
@@ -1254,7 +1261,6 @@ void		 client_handoff_pause(int);
 void		 client_handoff_save(struct handoff *);
 int		 client_handoff_restore(struct handoff *, const uint8_t *,
 		     size_t, char **);
-const struct client_proto *client_proto_find(const char *);
 const struct client_proto *control_client_proto(const char *);
 int		 control_client_carried(const struct client *);
 void		 control_handoff_pause(int);
@@ -1279,7 +1285,7 @@ int		 compat_handoff_unpack(struct client *, const uint8_t *,
 int		 http_handoff_fds(int *, char **, u_int);
 int		 http_adopt(int, const char *, char **);
 uint64_t	 vmotion_next(int, uint64_t);
-void		 vmotion_handoff_timer(struct console *, int64_t);
+void		 vmotion_restore_timer(struct console *, int64_t);
 
 /* Statistics, exported later by the metrics endpoint. */
 struct stats {
