@@ -1223,10 +1223,10 @@ void		 peer_adopt_listener(int, const char *);
 
 /*
  * handoff.c's own functions and the node-local modules' hooks.  _pause:
- * stop (1) or resume (0) reading and accepting while quiescing.  The
- * core's hooks are in files of their own beside it (telnet-handoff.c,
- * console-handoff.c, vmconn-handoff.c, client-handoff.c), so that the
- * core objects know nothing of the hand-over.
+ * stop (1) or resume (0) reading and accepting while quiescing.  Those
+ * of the core's modules are in files of the hand-over layer beside them
+ * (telnet-handoff.c, console-handoff.c, vmconn-handoff.c,
+ * client-handoff.c), so that the core objects know nothing of it.
  */
 struct ProtobufCMessage;
 struct ProtobufCBinaryData;
