@@ -832,6 +832,7 @@ cluster_start(void)
 {
 	struct timeval	tv;
 
+	cluster_hooks_install();
 	cluster_on = 1;
 	/* A hand-over may have restored channels already. */
 	if (fwds.b == NULL)

@@ -232,34 +232,6 @@ handoff_take_fd(struct handoff *h, int idx)
 	return (fd);
 }
 
-/* Microseconds until a timer fires; -1 if it is not armed. */
-int64_t
-handoff_timer_left(const struct event *ev)
-{
-	struct timeval	tv, now;
-	int64_t		us;
-
-	if (ev == NULL || !evtimer_pending(ev, &tv))
-		return (-1);
-	gettimeofday(&now, NULL);
-	us = ((int64_t)tv.tv_sec - now.tv_sec) * 1000000 +
-	    (tv.tv_usec - now.tv_usec);
-	return (us < 0 ? 0 : us);
-}
-
-/* Arm a timer for us microseconds (nothing if us is negative). */
-void
-handoff_timer_set(struct event *ev, int64_t us)
-{
-	struct timeval	tv;
-
-	if (ev == NULL || us < 0)
-		return;
-	tv.tv_sec = us / 1000000;
-	tv.tv_usec = us % 1000000;
-	evtimer_add(ev, &tv);
-}
-
 /* Copy an evbuffer's bytes into a protobuf bytes field (caller frees). */
 void
 handoff_evbuffer_bytes(struct evbuffer *b, ProtobufCBinaryData *out)
@@ -452,6 +424,7 @@ handoff_job_free(int kill_child)
 		return;
 	if (j->quiescing) {
 		j->quiescing = 0;
+		core_quiescing = 0;
 		handoff_pause(0);
 	}
 	if (j->ev != NULL)
@@ -731,6 +704,7 @@ handoff_hello_cb(evutil_socket_t fd, short events, void *arg)
 	event_del(j->ev);
 	evtimer_del(j->timer);
 	j->quiescing = 1;
+	core_quiescing = 1;
 	j->deadline = server_monotime_us() + HANDOFF_QUIESCE_MS * 1000ULL;
 	handoff_pause(1);
 	/* Let what was read this turn finish first. */

@@ -472,7 +472,7 @@ proxy_handoff_save(struct handoff *h)
 		m.ss.len = sizeof pc->ss;
 		m.buf.data = pc->buf;
 		m.buf.len = pc->len;
-		m.timer_us = handoff_timer_left(pc->timer);
+		m.timer_us = core_timer_left(pc->timer);
 		handoff_add_msg(h, HANDOFF_REC_PROXY, &m.base);
 	}
 }
@@ -511,7 +511,7 @@ proxy_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 	pc->timer = evtimer_new(server_base, proxy_timeout_cb, pc);
 	TAILQ_INSERT_TAIL(&proxy_conns, pc, entry);
 	event_add(pc->ev, NULL);
-	handoff_timer_set(pc->timer, m->timer_us >= 0 ? m->timer_us :
+	core_timer_set(pc->timer, m->timer_us >= 0 ? m->timer_us :
 	    PROXY_TIMEOUT * 1000000LL);
 	vspc__handoff__proxy__free_unpacked(m, NULL);
 	return (0);

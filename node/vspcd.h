@@ -137,6 +137,7 @@ struct store_token;
  * any other option is refused.
  */
 #define TELNET_SB_MAX_DEFAULT	4096
+#define TELNET_SB_INITIAL	64	/* First size of the SB buffer. */
 
 /* Options whose state the codec tracks; index into us[]/him[]. */
 enum telnet_optidx {
@@ -620,6 +621,7 @@ void		 client_input_to_vm(struct client *, const u_char *, size_t);
 void		 client_check_stuck(time_t);
 void		 client_shutdown(const char *);
 const char	*client_mode_name(const struct client *);
+void		 client_adopted(struct client *);
 
 /*
  * A VM serial port.  Keyed by VC UUID and optional label ("UUID" or
@@ -807,6 +809,8 @@ size_t		 vmconn_pending(const struct vmconn *);
 void		 vmconn_send_break(struct vmconn *);
 void		 vmconn_release_held(struct vmconn *);
 void		 vmconn_claim(struct console *);
+struct vmconn	*vmconn_adopt(u_int, int);
+void		 vmconn_adopted(struct vmconn *, int64_t);
 
 /* vmotion.c */
 void		 vmotion_begin(struct vmconn *, const u_char *, size_t);
@@ -816,6 +820,58 @@ void		 vmotion_abort(struct vmconn *);
 void		 vmotion_conn_lost(struct console *, struct vmconn *);
 void		 vmotion_cancel(struct console *, const char *);
 const char	*vmotion_state_name(enum vmotion_state);
+
+/*
+ * core.c: the narrow interface between the core (telnet, vmconn, vmotion,
+ * console, ring, logfile, client) and the layers above it.  A section of
+ * this header rather than a header of its own: the hooks take the core's
+ * own structures, declared above, and nothing but the core and the files
+ * that install a table use it.
+ *
+ * core_hooks: what the core asks of the cluster.  It starts as the table
+ * of a node on its own (no-ops, nothing forwarded or owned elsewhere);
+ * cluster_start() installs cluster.c's (cluster-hooks.c).
+ */
+struct core_hooks {
+	/* A console's state changed: publish its record. */
+	void	 (*console_changed)(struct console *);
+	/* Its VM is bound here: people forwarded to it are served here. */
+	void	 (*console_bound)(struct console *);
+	/* The store could not record the claim (epoch known): retry. */
+	void	 (*claim_later)(struct console *, uint64_t);
+	/* A vMotion ended without moving: check who owns the console. */
+	void	 (*recheck)(struct console *);
+	/* Attach a person to a console another node owns. */
+	enum attach_result (*attach)(struct console *, struct client *,
+		     enum attach_mode);
+	/* Whether a person's console is served by another node. */
+	int	 (*client_forwarded)(const struct client *);
+	/* A person left: end its channel to another node, if any. */
+	void	 (*client_gone)(struct client *);
+	/* Bytes typed by a forwarded person, for the owner. */
+	void	 (*fwd_input)(struct client *, const u_char *, size_t);
+	/* A forwarded person's socket took bytes: return credit. */
+	void	 (*fwd_drained)(struct client *, size_t);
+	/* Output a forwarded person may have queued beyond its buffer. */
+	size_t	 (*fwd_window)(const struct client *);
+	/* A person on another node (CLIENT_REMOTE): message, output. */
+	void	 (*remote_write)(struct client *, const void *, size_t);
+	void	 (*remote_flush)(struct client *);
+	/* vMotion with the source on another node: peer, complete. */
+	int	 (*vmotion_peer)(struct vmconn *, const u_char *, size_t,
+		     const struct store_token *);
+	void	 (*vmotion_complete)(struct vmconn *);
+	/* A vMotion with another node taking part was cancelled. */
+	void	 (*vmotion_cancelled)(struct console *, const char *);
+};
+extern const struct core_hooks *core_hooks;
+/* Set by handoff.c while a hot upgrade quiesces: reading stays off. */
+extern int	 core_quiescing;
+int64_t		 core_timer_left(const struct event *);
+void		 core_timer_set(struct event *, int64_t);
+
+/* cluster-hooks.c: cluster.c's core_hooks table. */
+void		 cluster_hooks_install(void);
 
 /* cmdline.c: the console port (people's telnet sessions). */
 extern const struct client_proto cmdline_proto;
@@ -1201,7 +1257,10 @@ void		 peer_adopt_listener(int, const char *);
 
 /*
  * handoff.c's own functions and the node-local modules' hooks.  _pause:
- * stop (1) or resume (0) reading and accepting while quiescing.
+ * stop (1) or resume (0) reading and accepting while quiescing.  Those
+ * of the core's modules are in files of the hand-over layer beside them
+ * (telnet-handoff.c, console-handoff.c, vmconn-handoff.c,
+ * client-handoff.c), so that the core objects know nothing of it.
  */
 struct ProtobufCMessage;
 struct ProtobufCBinaryData;
@@ -1210,8 +1269,6 @@ void		 handoff_init(int, char **);
 void		 handoff_free(void);
 void		 handoff_add_msg(struct handoff *, enum handoff_rec,
 		     const struct ProtobufCMessage *);
-int64_t		 handoff_timer_left(const struct event *);
-void		 handoff_timer_set(struct event *, int64_t);
 void		 handoff_evbuffer_bytes(struct evbuffer *,
 		     struct ProtobufCBinaryData *);
 void		 handoff_forget(void *);
@@ -1238,7 +1295,6 @@ void		 client_handoff_pause(int);
 void		 client_handoff_save(struct handoff *);
 int		 client_handoff_restore(struct handoff *, const uint8_t *,
 		     size_t, char **);
-const struct client_proto *client_proto_find(const char *);
 const struct client_proto *control_client_proto(const char *);
 int		 control_client_carried(const struct client *);
 void		 control_handoff_pause(int);
@@ -1263,7 +1319,7 @@ int		 compat_handoff_unpack(struct client *, const uint8_t *,
 int		 http_handoff_fds(int *, char **, u_int);
 int		 http_adopt(int, const char *, char **);
 uint64_t	 vmotion_next(int, uint64_t);
-void		 vmotion_handoff_timer(struct console *, int64_t);
+void		 vmotion_restore_timer(struct console *, int64_t);
 
 /* Statistics, exported later by the metrics endpoint. */
 struct stats {
