@@ -238,22 +238,28 @@ test_send(struct test_peer *p, const void *buf, size_t len)
 	test_settle();
 }
 
-/* IAC SB 232 cmd payload IAC SE (payloads here hold no 0xff). */
+/*
+ * IAC SB 232 cmd payload IAC SE, 0xff in the payload doubled as ESXi
+ * does (a vMotion secret is random and may hold one).
+ */
 static void
 test_send_vmw(struct test_peer *p, u_char cmd, const void *payload,
     size_t len)
 {
-	u_char	buf[512];
-	size_t	n = 0;
+	const u_char	*in = payload;
+	u_char		 buf[1024];
+	size_t		 n = 0, i;
 
-	assert_true(len + 6 <= sizeof buf);
-	assert_null(memchr(payload, TEL_IAC, len));
+	assert_true(2 * len + 6 <= sizeof buf);
 	buf[n++] = TEL_IAC;
 	buf[n++] = TEL_SB;
 	buf[n++] = TELOPT_VMWARE;
 	buf[n++] = cmd;
-	memcpy(buf + n, payload, len);
-	n += len;
+	for (i = 0; i < len; i++) {
+		buf[n++] = in[i];
+		if (in[i] == TEL_IAC)
+			buf[n++] = TEL_IAC;
+	}
 	buf[n++] = TEL_IAC;
 	buf[n++] = TEL_SE;
 	test_send(p, buf, n);
