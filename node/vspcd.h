@@ -865,17 +865,22 @@ void		 peer_adopt_listener(int, const char *);
 /*
  * cluster.c: what makes several nodes one concentrator: console ownership
  * in the shared store, people forwarded to the owner over the peer link,
- * vMotion across nodes.  These hooks are called by peer.c.
+ * vMotion across nodes (cluster-*.c; cluster-int.h is their own).  The
+ * cluster_peer_* hooks are called by peer.c.
  */
 void		 cluster_peer_up(struct peer *);
 void		 cluster_peer_down(struct peer *);
 void		 cluster_peer_message(struct peer *, struct Vspc__Envelope *);
-/* The client_proto of CLIENT_REMOTE clients (hand-over restores them). */
-extern const struct client_proto cluster_remote_proto;
-
 void		 cluster_start(void);
 void		 cluster_stop(void);
 int		 cluster_enabled(void);
+void		 cluster_console_bound(struct console *);
+void		 cluster_console_changed(struct console *);
+void		 cluster_recheck(struct console *);
+void		 cluster_claim_later(struct console *, uint64_t);
+const char	*cluster_node_of(const struct console *);
+
+/* cluster-fwd.c: people here attached to a console of another node. */
 enum attach_result cluster_attach(struct console *, struct client *,
 		     enum attach_mode);
 enum attach_result cluster_attach_at(struct console *, struct client *,
@@ -891,18 +896,19 @@ size_t		 cluster_fwd_window(const struct client *);
 int		 cluster_fwd_mode(struct client *, enum attach_mode, u_int,
 		     int);
 int		 cluster_client_forwarded(const struct client *);
+
+/* cluster-remote.c: the owner serving people of other nodes. */
+/* The client_proto of CLIENT_REMOTE clients (hand-over restores them). */
+extern const struct client_proto cluster_remote_proto;
 void		 cluster_remote_flush(struct client *);
 void		 cluster_remote_write(struct client *, const void *, size_t);
-void		 cluster_console_bound(struct console *);
-void		 cluster_console_changed(struct console *);
+
+/* cluster-vmotion.c: vMotion across nodes. */
 int		 cluster_vmotion_peer(struct vmconn *, const u_char *, size_t,
 		     const struct store_token *);
 void		 cluster_vmotion_complete(struct vmconn *);
 void		 cluster_vmotion_cancelled(struct console *, const char *);
 void		 cluster_vmotion_dst_lost(struct console *);
-void		 cluster_recheck(struct console *);
-void		 cluster_claim_later(struct console *, uint64_t);
-const char	*cluster_node_of(const struct console *);
 
 /*
  * server.c.  Listener kinds: the first LISTEN_KIND_MAX are server.c's
@@ -1127,7 +1133,7 @@ enum handoff_rec {
 	HANDOFF_REC_CONTROL,
 	HANDOFF_REC_PROXY,
 	HANDOFF_REC_PEER,	/* peer.c's own packed state. */
-	HANDOFF_REC_CLUSTER,	/* cluster.c's own packed state. */
+	HANDOFF_REC_CLUSTER,	/* cluster-handoff.c's packed state. */
 	HANDOFF_REC_MAX
 };
 struct handoff;
