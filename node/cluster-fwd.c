@@ -331,24 +331,24 @@ cluster_client_forwarded(const struct client *c)
 }
 
 /*
- * Attach a person here to a console owned by another node.  The answer
- * comes later, through the client's proto->attached.
+ * Start the channel of a person attaching here to a console of another
+ * node, resuming at offset off of stream if have_off.
  */
-enum attach_result
-cluster_attach(struct console *con, struct client *c, enum attach_mode mode)
+static enum attach_result
+cluster_fwd_attach(struct console *con, struct client *c,
+    enum attach_mode mode, int have_off, uint64_t stream, uint64_t off)
 {
 	struct fwd	*f;
 
-	if (c->proto->attached == NULL)
-		return (ATTACH_REFUSED_REMOTE);
 	if (c->cluster != NULL)
 		cluster_fwd_free(c);
 	f = xcalloc(1, sizeof *f);
 	f->key = xstrdup(con->key);
-	f->mode = mode;
+	f->mode = (c->flags & CLIENT_READONLY) ? ATTACH_RO : mode;
 	f->initial = 1;
-	if (c->flags & CLIENT_READONLY)
-		f->mode = ATTACH_RO;
+	f->stream = stream;
+	f->next_off = off;
+	f->have_off = have_off;
 	cluster_fwd_start(c, f);
 	if (c->cluster == f && f->refused) {
 		/* Refused at once; attached() was called. */
@@ -356,6 +356,18 @@ cluster_attach(struct console *con, struct client *c, enum attach_mode mode)
 		c->console = NULL;
 	}
 	return (ATTACH_PENDING);
+}
+
+/*
+ * Attach a person here to a console owned by another node.  The answer
+ * comes later, through the client's proto->attached.
+ */
+enum attach_result
+cluster_attach(struct console *con, struct client *c, enum attach_mode mode)
+{
+	if (c->proto->attached == NULL)
+		return (ATTACH_REFUSED_REMOTE);
+	return (cluster_fwd_attach(con, c, mode, 0, 0, 0));
 }
 
 /* Input from a forwarded person: to the owner. */
@@ -646,27 +658,11 @@ enum attach_result
 cluster_attach_at(struct console *con, struct client *c, enum attach_mode mode,
     uint64_t stream, uint64_t off)
 {
-	struct fwd	*f;
-
 	if (c->proto->attached == NULL)
 		return (ATTACH_REFUSED_REMOTE);
 	if (c->console != NULL)
 		console_detach(c->console, c, NULL);
-	if (c->cluster != NULL)
-		cluster_fwd_free(c);
-	f = xcalloc(1, sizeof *f);
-	f->key = xstrdup(con->key);
-	f->mode = (c->flags & CLIENT_READONLY) ? ATTACH_RO : mode;
-	f->initial = 1;
-	f->stream = stream;
-	f->next_off = off;
-	f->have_off = 1;
-	cluster_fwd_start(c, f);
-	if (c->cluster == f && f->refused) {
-		cluster_fwd_free(c);
-		c->console = NULL;
-	}
-	return (ATTACH_PENDING);
+	return (cluster_fwd_attach(con, c, mode, 1, stream, off));
 }
 
 /*

@@ -282,10 +282,7 @@ cluster_remote_free(struct client *c)
 	env.msg_case = VSPC__ENVELOPE__MSG_DETACH;
 	env.detach = &d;
 	cluster_send(rc->node, &env);
-	hmap_remove(&cluster_rchans, &rc->entry);
-	free(rc->idkey);
-	free(rc->node);
-	free(rc);
+	cluster_rchan_drop(rc);
 	c->cluster = NULL;
 }
 
