@@ -587,7 +587,7 @@ struct client {
 	uint64_t		 bytes_out;
 	uint64_t		 skipped;
 
-	void			*cluster;	/* cluster.c's channel state. */
+	void			*cluster;	/* Channel state (cluster-int.h). */
 	uint64_t		 stream;	/* Stream of off, when resumed. */
 	struct limit_slot	*limit;		/* Per-source slot, or NULL. */
 
@@ -843,7 +843,7 @@ const char	*peer_addr(const struct peer *);
 void		*peer_get_data(const struct peer *);
 void		 peer_set_data(struct peer *, void *);
 u_int		 peer_count(void);
-/* Framing, shared with the tests and the fuzz target. */
+/* peer-frame.c: framing, shared with the tests and the fuzz target. */
 int		 peer_frame_next(struct evbuffer *, size_t,
 		     struct Vspc__Envelope **, const char **);
 size_t		 peer_frame_add(struct evbuffer *,
@@ -855,7 +855,7 @@ void		 peer_set_test_timers(u_int, u_int);
 u_int		 peer_link_count(void);
 const char	*peer_last_close(void);
 /*
- * Hot upgrade: peer.c passes its own listeners, links and wants in its
+ * peer-handoff.c: hot upgrade.  The listeners, links and wants go in a
  * HANDOFF_REC_PEER record.  peer_adopt_listener serves a handed-over
  * listening socket (text as in peer_listen); one already adopted for the
  * same text makes it close the duplicate, so handoff.c may pass them too.
@@ -996,13 +996,15 @@ void		 http_shutdown(void);
 /*
  * control.c: the control socket (proto/control.proto) for vspcctl, a
  * read-only variant beside it, and requests relayed to and from other
- * nodes (ControlRelay in proto/vspc.proto).
+ * nodes (ControlRelay in proto/vspc.proto); control-*.c, control-int.h.
  */
 #define CTL_PROTOCOL		1
 struct Vspc__ControlRelay;
 struct Vspc__ControlRelayReply;
 int		 control_init(struct config *, char **);
 void		 control_shutdown(void);
+
+/* control-relay.c: requests relayed to and from other nodes. */
 void		 control_relay_request(struct peer *,
 		     const struct Vspc__ControlRelay *);
 void		 control_relay_reply(struct peer *,
@@ -1132,7 +1134,7 @@ enum handoff_rec {
 	HANDOFF_REC_CLIENT,
 	HANDOFF_REC_CONTROL,
 	HANDOFF_REC_PROXY,
-	HANDOFF_REC_PEER,	/* peer.c's own packed state. */
+	HANDOFF_REC_PEER,	/* peer-handoff.c's packed state. */
 	HANDOFF_REC_CLUSTER,	/* cluster-handoff.c's packed state. */
 	HANDOFF_REC_MAX
 };
@@ -1168,7 +1170,7 @@ int		 cluster_handoff_restore(struct handoff *, const uint8_t *,
 void		 cluster_handoff_resume(void);
 /* Looking clients up by ID (IDs survive a hand-over). */
 struct client	*client_find(u_int);
-/* peer.c: serve an inherited peer listener (handed over with its fd). */
+/* peer-handoff.c: serve an inherited peer listener (with its fd). */
 void		 peer_adopt_listener(int, const char *);
 
 /*
