@@ -61,6 +61,7 @@ static void	rconn_start(struct rconn *);
 static void	rconn_lost(struct rconn *, const char *);
 static void	redis_handshake(struct rconn *);
 
+/* A request whose reply goes to done. */
 struct redis_req *
 req_new(void (*done)(struct redis_req *, redisReply *), void *arg)
 {
@@ -195,6 +196,7 @@ rconn_arm(struct rconn *c)
 	evtimer_add(c->ev_watch, &tv);
 }
 
+/* Timer: a command got no reply in time, or the handshake is late. */
 void
 rconn_watch(int fd, short events, void *arg)
 {
@@ -231,6 +233,7 @@ rconn_drop(struct rconn *c, const char *fmt, ...)
 	event_active(c->ev_drop, 0, 0);
 }
 
+/* Close a connection queued for closing (next loop turn). */
 void
 rconn_drop_now(int fd, short events, void *arg)
 {
@@ -328,6 +331,7 @@ rconn_connect(struct rconn *c, const char *host, int port)
 	rconn_arm(c);
 }
 
+/* Timer: open a connection again. */
 void
 rconn_retry(int fd, short events, void *arg)
 {

@@ -396,6 +396,7 @@ redis_list_scan(struct redis_list *l, const char *cursor)
 	(void)rconn_sendv(CMD(l->rs), req, 6, argv);
 }
 
+/* List the consoles (nodes 0) or the nodes (1): SCAN, then HGETALL each. */
 void
 redis_list_start(struct redis_store *rs, int nodes, store_consoles_cb ccb,
     store_nodes_cb ncb, void *arg)
@@ -462,6 +463,7 @@ redis_tick_nodes(enum store_status st, const struct store_node *nodes,
 	free(old);
 }
 
+/* Timer: list the nodes, to see arrivals and departures. */
 void
 redis_tick(int fd, short events, void *arg)
 {

@@ -59,6 +59,7 @@
 #include "store.h"
 #include "store-redis-int.h"
 
+/* Monotonic milliseconds. */
 uint64_t
 redis_now(void)
 {
@@ -68,6 +69,7 @@ redis_now(void)
 	return ((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 }
 
+/* Milliseconds as a struct timeval. */
 void
 redis_timeval(u_int ms, struct timeval *tv)
 {
@@ -75,6 +77,7 @@ redis_timeval(u_int ms, struct timeval *tv)
 	tv->tv_usec = (ms % 1000) * 1000;
 }
 
+/* Tell the store's user of an event (not while freeing). */
 void
 redis_emit(struct redis_store *rs, enum store_event_type type,
     const struct store_console *con, const struct store_node *node,
@@ -124,6 +127,7 @@ reply_describe(const redisReply *r, char *buf, size_t len)
 	return (buf);
 }
 
+/* Log a reply that is not what the command gives. */
 void
 reply_unexpected(const char *what, const redisReply *r)
 {
@@ -135,6 +139,7 @@ reply_unexpected(const char *what, const redisReply *r)
 	    reply_describe(r, buf, sizeof buf));
 }
 
+/* A status reply "OK"? */
 int
 reply_is_ok(const redisReply *r)
 {
@@ -223,6 +228,7 @@ reply_copy(char *dst, size_t size, const redisReply *r)
 	dst[len] = '\0';
 }
 
+/* Is the string reply r the field name? */
 int
 reply_field(const redisReply *r, const char *name)
 {
@@ -271,6 +277,7 @@ redis_parse_console(const char *key, const redisReply *r,
 	}
 }
 
+/* Fill a node record from a HGETALL reply; id is the node ID. */
 void
 redis_parse_node(const char *id, const redisReply *r, struct store_node *n)
 {
@@ -309,6 +316,7 @@ redis_parse_node(const char *id, const redisReply *r, struct store_node *n)
 	}
 }
 
+/* Free the store: connections, requests in flight, listings. */
 void
 redis_free(struct store *s)
 {
