@@ -595,7 +595,7 @@ struct client {
 	uint64_t		 bytes_out;
 	uint64_t		 skipped;
 
-	void			*cluster;	/* cluster.c's channel state. */
+	void			*cluster;	/* Channel state (cluster-int.h). */
 	uint64_t		 stream;	/* Stream of off, when resumed. */
 	struct limit_slot	*limit;		/* Per-source slot, or NULL. */
 
@@ -906,7 +906,7 @@ const char	*peer_addr(const struct peer *);
 void		*peer_get_data(const struct peer *);
 void		 peer_set_data(struct peer *, void *);
 u_int		 peer_count(void);
-/* Framing, shared with the tests and the fuzz target. */
+/* peer-frame.c: framing, shared with the tests and the fuzz target. */
 int		 peer_frame_next(struct evbuffer *, size_t,
 		     struct Vspc__Envelope **, const char **);
 size_t		 peer_frame_add(struct evbuffer *,
@@ -918,7 +918,7 @@ void		 peer_set_test_timers(u_int, u_int);
 u_int		 peer_link_count(void);
 const char	*peer_last_close(void);
 /*
- * Hot upgrade: peer.c passes its own listeners, links and wants in its
+ * peer-handoff.c: hot upgrade.  The listeners, links and wants go in a
  * HANDOFF_REC_PEER record.  peer_adopt_listener serves a handed-over
  * listening socket (text as in peer_listen); one already adopted for the
  * same text makes it close the duplicate, so handoff.c may pass them too.
@@ -928,17 +928,22 @@ void		 peer_adopt_listener(int, const char *);
 /*
  * cluster.c: what makes several nodes one concentrator: console ownership
  * in the shared store, people forwarded to the owner over the peer link,
- * vMotion across nodes.  These hooks are called by peer.c.
+ * vMotion across nodes (cluster-*.c; cluster-int.h is their own).  The
+ * cluster_peer_* hooks are called by peer.c.
  */
 void		 cluster_peer_up(struct peer *);
 void		 cluster_peer_down(struct peer *);
 void		 cluster_peer_message(struct peer *, struct Vspc__Envelope *);
-/* The client_proto of CLIENT_REMOTE clients (hand-over restores them). */
-extern const struct client_proto cluster_remote_proto;
-
 void		 cluster_start(void);
 void		 cluster_stop(void);
 int		 cluster_enabled(void);
+void		 cluster_console_bound(struct console *);
+void		 cluster_console_changed(struct console *);
+void		 cluster_recheck(struct console *);
+void		 cluster_claim_later(struct console *, uint64_t);
+const char	*cluster_node_of(const struct console *);
+
+/* cluster-fwd.c: people here attached to a console of another node. */
 enum attach_result cluster_attach(struct console *, struct client *,
 		     enum attach_mode);
 enum attach_result cluster_attach_at(struct console *, struct client *,
@@ -954,18 +959,19 @@ size_t		 cluster_fwd_window(const struct client *);
 int		 cluster_fwd_mode(struct client *, enum attach_mode, u_int,
 		     int);
 int		 cluster_client_forwarded(const struct client *);
+
+/* cluster-remote.c: the owner serving people of other nodes. */
+/* The client_proto of CLIENT_REMOTE clients (hand-over restores them). */
+extern const struct client_proto cluster_remote_proto;
 void		 cluster_remote_flush(struct client *);
 void		 cluster_remote_write(struct client *, const void *, size_t);
-void		 cluster_console_bound(struct console *);
-void		 cluster_console_changed(struct console *);
+
+/* cluster-vmotion.c: vMotion across nodes. */
 int		 cluster_vmotion_peer(struct vmconn *, const u_char *, size_t,
 		     const struct store_token *);
 void		 cluster_vmotion_complete(struct vmconn *);
 void		 cluster_vmotion_cancelled(struct console *, const char *);
 void		 cluster_vmotion_dst_lost(struct console *);
-void		 cluster_recheck(struct console *);
-void		 cluster_claim_later(struct console *, uint64_t);
-const char	*cluster_node_of(const struct console *);
 
 /*
  * server.c.  Listener kinds: the first LISTEN_KIND_MAX are server.c's
@@ -1062,13 +1068,15 @@ void		 http_shutdown(void);
 /*
  * control.c: the control socket (proto/control.proto) for vspcctl, a
  * read-only variant beside it, and requests relayed to and from other
- * nodes (ControlRelay in proto/vspc.proto).
+ * nodes (ControlRelay in proto/vspc.proto); control-*.c, control-int.h.
  */
 #define CTL_PROTOCOL		1
 struct Vspc__ControlRelay;
 struct Vspc__ControlRelayReply;
 int		 control_init(struct config *, char **);
 void		 control_shutdown(void);
+
+/* control-relay.c: requests relayed to and from other nodes. */
 void		 control_relay_request(struct peer *,
 		     const struct Vspc__ControlRelay *);
 void		 control_relay_reply(struct peer *,
@@ -1216,8 +1224,8 @@ enum handoff_rec {
 	HANDOFF_REC_CLIENT,
 	HANDOFF_REC_CONTROL,
 	HANDOFF_REC_PROXY,
-	HANDOFF_REC_PEER,	/* peer.c's own packed state. */
-	HANDOFF_REC_CLUSTER,	/* cluster.c's own packed state. */
+	HANDOFF_REC_PEER,	/* peer-handoff.c's packed state. */
+	HANDOFF_REC_CLUSTER,	/* cluster-handoff.c's packed state. */
 	HANDOFF_REC_MAX
 };
 struct handoff;
@@ -1252,7 +1260,7 @@ int		 cluster_handoff_restore(struct handoff *, const uint8_t *,
 void		 cluster_handoff_resume(void);
 /* Looking clients up by ID (IDs survive a hand-over). */
 struct client	*client_find(u_int);
-/* peer.c: serve an inherited peer listener (handed over with its fd). */
+/* peer-handoff.c: serve an inherited peer listener (with its fd). */
 void		 peer_adopt_listener(int, const char *);
 
 /*

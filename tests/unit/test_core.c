@@ -22,7 +22,7 @@
  * tests/unit/core.am for the list).  What the core needs of server.c (the
  * event base, the globals, reaping) is defined here; so are
  * metrics_observe and limit_put, whose modules would drag in the rest of
- * the daemon.  store_local.c's own hand-over record is satisfied by
+ * the daemon.  store-local.c's own hand-over record is satisfied by
  * handoff_stubs.c, which fails if it is ever reached.
  *
  * One scenario, run with the default hooks (a node on its own) and with
