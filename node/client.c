@@ -65,7 +65,7 @@ client_create(int fd, enum client_kind kind, const struct client_proto *proto,
 	c->kind = kind;
 	c->proto = proto;
 	c->created = c->last_input = server_now;
-	/* The per-source slot server.c took for this connection. */
+	/* The slot server-listen.c took for this connection. */
 	c->limit = server_accept_slot;
 	server_accept_slot = NULL;
 	if (sa != NULL)

@@ -647,8 +647,8 @@ peer_link_tls(struct peer_link *l)
 }
 
 /*
- * A peer-link TLS handshake succeeded (server.c passes it on): cn is the
- * verified certificate's common name, which the Hello must match.
+ * A peer-link TLS handshake succeeded (server-listen.c passes it on): cn
+ * is the verified certificate's common name, which the Hello must match.
  */
 void
 peer_tls_done(int fd, const struct sockaddr *sa, u_int kind,

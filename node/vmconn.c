@@ -102,7 +102,7 @@ vmconn_create(int fd, const struct sockaddr *sa)
 	v->fd = fd;
 	v->role = VMCONN_UNBOUND;
 	v->created = server_now;
-	/* The per-source slot server.c took for this connection. */
+	/* The slot server-listen.c took for this connection. */
 	v->limit = server_accept_slot;
 	server_accept_slot = NULL;
 	addr_fmt(sa, v->addr, sizeof v->addr);

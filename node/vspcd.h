@@ -974,9 +974,11 @@ void		 cluster_vmotion_cancelled(struct console *, const char *);
 void		 cluster_vmotion_dst_lost(struct console *);
 
 /*
- * server.c.  Listener kinds: the first LISTEN_KIND_MAX are server.c's
- * own listeners (their numbers are in hand-over records: append only);
- * the others name listeners of other modules in refusal counters.
+ * server.c: the event loop, start-up and reload (server-*.c;
+ * server-int.h is their own).  Listener kinds: the first LISTEN_KIND_MAX
+ * are server-listen.c's own listeners (their numbers are in hand-over
+ * records: append only); the others name listeners of other modules in
+ * refusal counters.
  */
 enum listener_kind {
 	LISTEN_VM,
@@ -1016,12 +1018,17 @@ int		 server_reload(char **);
 void		 server_set_overrides(char **, u_int);
 uint64_t	 server_monotime_us(void);
 void		 server_set_draining(int);
+
+/* server-listen.c: the listeners; admitting a connection at accept. */
 const char	*server_listener_name(u_int);
 const char	*server_refusal_name(u_int);
 void		 server_refused(u_int, enum server_refusal);
 void		 server_keepalive(int);
 int		 server_allowed(u_int, const struct sockaddr *, const char *);
 struct limit_slot *server_limit_take(u_int, const char *);
+u_int		 server_vm_listeners(void);
+void		 server_dispatch(int, const struct sockaddr *, u_int,
+		     const char *);
 
 /*
  * proxy.c: PROXY protocol v1 and v2 headers from the [vm]
@@ -1033,7 +1040,6 @@ void		 proxy_accept(int, const struct sockaddr *, socklen_t, u_int,
 		     const char *, void (*)(int, const struct sockaddr *, u_int,
 		     const char *));
 void		 proxy_shutdown(void);
-u_int		 server_vm_listeners(void);
 
 /*
  * refuse.c: connections refused at accept on the console and
@@ -1110,7 +1116,8 @@ void		 auth_verify(const struct auth *, const char *, const char *,
 /*
  * tls.c: TLS termination for the telnets listeners.  A connection's
  * handshake is done here; then it is relayed to a Unix socketpair whose
- * other end is served like a plain connection.
+ * other end is served like a plain connection (tls-*.c; tls-int.h is
+ * their own).
  */
 enum tls_listener {
 	TLS_LISTENER_VM,	/* [vm] tls_listen. */
@@ -1156,6 +1163,11 @@ void		 tls_connect(int, const struct sockaddr *, socklen_t, u_int,
 		     const char *, u_int, void (*)(int, const struct sockaddr *,
 		     u_int, const char *));
 void		 tls_shutdown(void);
+
+/*
+ * tls-process.c: the process the relays run in, and the main process's
+ * channel to it.
+ */
 int		 tls_process_start(char **);
 void		 tls_process_stop(void);
 int		 tls_channel(void);
@@ -1287,8 +1299,6 @@ void		 telnet_handoff_save(const struct telnet *,
 void		 telnet_handoff_restore(struct telnet *,
 		     const struct Vspc__Handoff__Telnet *);
 void		 server_handoff_pause(int);
-void		 server_dispatch(int, const struct sockaddr *, u_int,
-		     const char *);
 void		 server_handoff_save(struct handoff *);
 int		 server_handoff_restore(struct handoff *, const uint8_t *,
 		     size_t, char **);
