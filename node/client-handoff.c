@@ -45,7 +45,7 @@ client_handoff_proto(const char *name)
 }
 
 /* Hot upgrade: stop (1) or resume (0) reading from every person. */
-void
+static void
 client_handoff_pause(int on)
 {
 	struct client	*c;
@@ -62,7 +62,7 @@ client_handoff_pause(int on)
 }
 
 /* Hot upgrade: every client, of every kind, with its own state. */
-void
+static void
 client_handoff_save(struct handoff *h)
 {
 	Vspc__Handoff__Client	 m;
@@ -132,7 +132,7 @@ client_handoff_save(struct handoff *h)
  * forwarded person's channel (c->cluster) is cluster.c's to relink, an
  * attached vspcctl's connection control.c's.
  */
-int
+static int
 client_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
     char **err)
 {
@@ -216,3 +216,11 @@ out:
 	vspc__handoff__client__free_unpacked(m, NULL);
 	return (rc);
 }
+
+const struct handoff_module client_handoff_module = {
+	.name = "client",
+	.rec = HANDOFF_REC_CLIENT,
+	.pause = client_handoff_pause,
+	.save = client_handoff_save,
+	.restore = client_handoff_restore
+};

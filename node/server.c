@@ -1022,6 +1022,24 @@ server_set_overrides(char **list, u_int n)
 	server_noverrides = n;
 }
 
+/*
+ * The modules of a hot upgrade, in the order their records are written
+ * and read: the listeners and the store first, then consoles, the VMs'
+ * connections and the people on them, and only then the peer links and
+ * the cluster state that ties remote channels back to those clients.
+ */
+static const struct handoff_module *server_handoff_modules[] = {
+	&server_handoff_module,
+	&server_store_handoff_module,
+	&console_handoff_module,
+	&vmconn_handoff_module,
+	&client_handoff_module,
+	&control_handoff_module,
+	&proxy_handoff_module,
+	&peer_handoff_module,
+	&cluster_handoff_module
+};
+
 /* Set the node up: listeners, store, signals, timers. */
 int
 server_start(struct config *conf, int debug)
@@ -1036,6 +1054,9 @@ server_start(struct config *conf, int debug)
 	server_debug = debug;
 	server_now = time(NULL);
 	metrics_init();
+	for (i = 0; i < sizeof server_handoff_modules /
+	    sizeof server_handoff_modules[0]; i++)
+		handoff_register(server_handoff_modules[i]);
 	event_set_log_callback(server_libevent_log);
 	signal(SIGPIPE, SIG_IGN);
 	server_raise_nofile();
@@ -1165,7 +1186,7 @@ server_loop(void)
 }
 
 /* Hot upgrade: stop (1) or resume (0) accepting while quiescing. */
-void
+static void
 server_handoff_pause(int on)
 {
 	struct listener	*l;
@@ -1181,8 +1202,20 @@ server_handoff_pause(int on)
 	}
 }
 
+/* Hot upgrade: the store must have answered everything asked of it. */
+static int
+server_handoff_busy(char *why, size_t len)
+{
+	if (server_store->inflight != 0) {
+		snprintf(why, len, "%u store commands in flight",
+		    server_store->inflight);
+		return (1);
+	}
+	return (0);
+}
+
 /* Hot upgrade: listeners, statistics, draining and the next IDs. */
-void
+static void
 server_handoff_save(struct handoff *h)
 {
 	Vspc__Handoff__Server	  m = VSPC__HANDOFF__SERVER__INIT;
@@ -1234,7 +1267,7 @@ server_handoff_save(struct handoff *h)
 }
 
 /* Hot upgrade: serve the inherited listeners. */
-int
+static int
 server_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
     char **err)
 {
@@ -1309,3 +1342,40 @@ server_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 	vspc__handoff__server__free_unpacked(m, NULL);
 	return (0);
 }
+
+const struct handoff_module server_handoff_module = {
+	.name = "server",
+	.rec = HANDOFF_REC_SERVER,
+	.pause = server_handoff_pause,
+	.busy = server_handoff_busy,
+	.save = server_handoff_save,
+	.restore = server_handoff_restore
+};
+
+/* Hot upgrade: only the in-process store has tables to pass on. */
+static int
+server_store_handoff_enabled(void)
+{
+	return (!server_store->shared);
+}
+
+static void
+server_store_handoff_save(struct handoff *h)
+{
+	store_local_handoff_save(server_store, h);
+}
+
+static int
+server_store_handoff_restore(struct handoff *h, const uint8_t *data,
+    size_t len, char **err)
+{
+	return (store_local_handoff_restore(server_store, data, len, err));
+}
+
+const struct handoff_module server_store_handoff_module = {
+	.name = "store",
+	.rec = HANDOFF_REC_STORE,
+	.enabled = server_store_handoff_enabled,
+	.save = server_store_handoff_save,
+	.restore = server_store_handoff_restore
+};
