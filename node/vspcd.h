@@ -553,6 +553,21 @@ struct client_proto {
 	 */
 	void		 (*attached)(struct client *, enum attach_result,
 			     const char *);
+	/*
+	 * A client with no socket of its own (a person on another node):
+	 * where its messages go and how its console output is sent.  NULL:
+	 * client.c writes to the socket.
+	 */
+	void		 (*write)(struct client *, const void *, size_t);
+	void		 (*flush)(struct client *);
+	/*
+	 * Hot upgrade: pack the proto_data into the kind's message in
+	 * proto/handoff.proto, and rebuild it (-1: malformed).  NULL: no
+	 * state.
+	 */
+	size_t		 (*handoff_pack)(struct client *, uint8_t **);
+	int		 (*handoff_unpack)(struct client *, const uint8_t *,
+			     size_t);
 };
 
 struct client {
@@ -854,9 +869,6 @@ struct core_hooks {
 	void	 (*fwd_drained)(struct client *, size_t);
 	/* Output a forwarded person may have queued beyond its buffer. */
 	size_t	 (*fwd_window)(const struct client *);
-	/* A person on another node (CLIENT_REMOTE): message, output. */
-	void	 (*remote_write)(struct client *, const void *, size_t);
-	void	 (*remote_flush)(struct client *);
 	/* vMotion with the source on another node: peer, complete. */
 	int	 (*vmotion_peer)(struct vmconn *, const u_char *, size_t,
 		     const struct store_token *);
@@ -1313,16 +1325,6 @@ const struct client_proto *control_client_proto(const char *);
 int		 control_client_carried(const struct client *);
 extern const struct handoff_module control_handoff_module;
 extern const struct handoff_module proxy_handoff_module;
-/*
- * Per-kind client state (proto_data): pack into / rebuild from the
- * kind's message in proto/handoff.proto.  NULL hooks: no state.
- */
-size_t		 cmdline_handoff_pack(struct client *, uint8_t **);
-int		 cmdline_handoff_unpack(struct client *, const uint8_t *,
-		     size_t);
-size_t		 compat_handoff_pack(struct client *, uint8_t **);
-int		 compat_handoff_unpack(struct client *, const uint8_t *,
-		     size_t);
 int		 http_handoff_fds(int *, char **, u_int);
 int		 http_adopt(int, const char *, char **);
 uint64_t	 vmotion_next(int, uint64_t);
