@@ -45,7 +45,7 @@ client_handoff_proto(const char *name)
 }
 
 /* Hot upgrade: stop (1) or resume (0) reading from every person. */
-void
+static void
 client_handoff_pause(int on)
 {
 	struct client	*c;
@@ -62,7 +62,7 @@ client_handoff_pause(int on)
 }
 
 /* Hot upgrade: every client, of every kind, with its own state. */
-void
+static void
 client_handoff_save(struct handoff *h)
 {
 	Vspc__Handoff__Client	 m;
@@ -115,10 +115,8 @@ client_handoff_save(struct handoff *h)
 		m.skipped = c->skipped;
 		pd = NULL;
 		pdlen = 0;
-		if (c->proto == &cmdline_proto)
-			pdlen = cmdline_handoff_pack(c, &pd);
-		else if (c->proto == &compat_proto)
-			pdlen = compat_handoff_pack(c, &pd);
+		if (c->proto->handoff_pack != NULL)
+			pdlen = c->proto->handoff_pack(c, &pd);
 		m.proto_data.data = pd;
 		m.proto_data.len = pdlen;
 		handoff_add_msg(h, HANDOFF_REC_CLIENT, &m.base);
@@ -132,7 +130,7 @@ client_handoff_save(struct handoff *h)
  * forwarded person's channel (c->cluster) is cluster.c's to relink, an
  * attached vspcctl's connection control.c's.
  */
-int
+static int
 client_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
     char **err)
 {
@@ -168,18 +166,13 @@ client_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 	c->kind = m->kind < CLIENT_KIND_MAX ? m->kind : CLIENT_CONSOLE;
 	c->proto = proto;
 	c->flags = m->flags;
-	if (m->proto_data.len != 0 || proto == &cmdline_proto ||
-	    proto == &compat_proto) {
-		if ((proto == &cmdline_proto ? cmdline_handoff_unpack(c,
-		    m->proto_data.data, m->proto_data.len) :
-		    proto == &compat_proto ? compat_handoff_unpack(c,
-		    m->proto_data.data, m->proto_data.len) : 0) == -1) {
-			xasprintf(err, "client %u: malformed state", m->id);
-			if (fd != -1)
-				close(fd);
-			free(c);
-			goto out;
-		}
+	if (proto->handoff_unpack != NULL && proto->handoff_unpack(c,
+	    m->proto_data.data, m->proto_data.len) == -1) {
+		xasprintf(err, "client %u: malformed state", m->id);
+		if (fd != -1)
+			close(fd);
+		free(c);
+		goto out;
 	}
 	if (m->has_tn && m->tn != NULL && c->tn.ops != NULL)
 		telnet_handoff_restore(&c->tn, m->tn);
@@ -216,3 +209,11 @@ out:
 	vspc__handoff__client__free_unpacked(m, NULL);
 	return (rc);
 }
+
+const struct handoff_module client_handoff_module = {
+	.name = "client",
+	.rec = HANDOFF_REC_CLIENT,
+	.pause = client_handoff_pause,
+	.save = client_handoff_save,
+	.restore = client_handoff_restore
+};

@@ -27,6 +27,18 @@
  * a visible "[-- N bytes skipped --]" marker; one whose socket accepts
  * nothing for [console] stuck_timeout is disconnected.  Neither ever
  * slows the VM.
+ *
+ * A protocol plugs in through its const struct client_proto (vspcd.h)
+ * and nothing else: cmdline.c (console port), compat.c (vSPC.py and
+ * VMware clients), control-attach.c (vspcctl attach), cluster-remote.c
+ * (a person on another node).  Its acceptor calls client_create() with
+ * it; this file then hands it the bytes read (input), console events
+ * (notice) and the client's end (free); the cluster tells it the end
+ * of a pending attach (attached).  A kind with no socket of its own
+ * routes messages and output through write and flush.  For the hot
+ * upgrade, handoff_pack and handoff_unpack carry its proto_data, and
+ * client-handoff.c finds it again by name (add it there).  Nothing here
+ * tests a client's kind.
  */
 
 #include <netinet/tcp.h>
@@ -182,8 +194,8 @@ client_write(struct client *c, const void *buf, size_t len)
 {
 	if (c->flags & (CLIENT_DEAD|CLIENT_CLOSING) || len == 0)
 		return;
-	if (c->kind == CLIENT_REMOTE) {
-		core_hooks->remote_write(c, buf, len);
+	if (c->proto->write != NULL) {
+		c->proto->write(c, buf, len);
 		return;
 	}
 	if (c->out == NULL)
@@ -370,8 +382,8 @@ client_flush(struct client *c)
 
 	if (c->flags & (CLIENT_DEAD|CLIENT_WRITE_WAIT))
 		return;
-	if (c->kind == CLIENT_REMOTE) {
-		core_hooks->remote_flush(c);
+	if (c->proto->flush != NULL) {
+		c->proto->flush(c);
 		return;
 	}
 	r = client_send_out(c);

@@ -33,7 +33,7 @@
 #include "cluster-int.h"
 
 /* Busy while a first attach waits for the owner's answer. */
-int
+static int
 cluster_handoff_busy(char *why, size_t len)
 {
 	struct hmap_entry	*e;
@@ -91,7 +91,7 @@ cluster_ho_fwd(struct fwd *f)
 }
 
 /* Write the cluster's channels as one HANDOFF_REC_CLUSTER record. */
-void
+static void
 cluster_handoff_save(struct handoff *h)
 {
 	Vspc__Handoff__Cluster__ClusterState	 st =
@@ -275,7 +275,7 @@ cluster_ho_rchan_restore(const Vspc__Handoff__Cluster__Rchan *hr,
 }
 
 /* Tie the handed-over channels to their clients and consoles. */
-int
+static int
 cluster_handoff_restore(struct handoff *h, const uint8_t *buf, size_t len,
     char **err)
 {
@@ -333,7 +333,7 @@ out:
 }
 
 /* After the commit: heartbeat, retries and the timers of moves. */
-void
+static void
 cluster_handoff_resume(void)
 {
 	struct hmap_entry	*e;
@@ -396,3 +396,13 @@ cluster_handoff_resume(void)
 		}
 	}
 }
+
+const struct handoff_module cluster_handoff_module = {
+	.name = "cluster",
+	.rec = HANDOFF_REC_CLUSTER,
+	.enabled = cluster_enabled,
+	.busy = cluster_handoff_busy,
+	.save = cluster_handoff_save,
+	.restore = cluster_handoff_restore,
+	.resume = cluster_handoff_resume
+};

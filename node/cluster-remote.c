@@ -43,11 +43,12 @@ static void	cluster_remote_notice(struct client *, const char *);
 static void	cluster_remote_input(struct client *, const u_char *, size_t);
 
 const struct client_proto cluster_remote_proto = {
-	"remote",
-	cluster_remote_input,
-	cluster_remote_notice,
-	cluster_remote_free,
-	NULL
+	.name = "remote",
+	.input = cluster_remote_input,
+	.notice = cluster_remote_notice,
+	.free = cluster_remote_free,
+	.write = cluster_remote_write,
+	.flush = cluster_remote_flush
 };
 
 /* The channel a node opened to serve one of its people here. */

@@ -27,7 +27,7 @@
 #include "proto/handoff.pb-c.h"
 
 /* Hot upgrade: every console with its history, vMotion and held input. */
-void
+static void
 console_handoff_save(struct handoff *h)
 {
 	Vspc__Handoff__Console	 m;
@@ -107,7 +107,7 @@ console_handoff_save(struct handoff *h)
  * linked back when their records are read; the handover timer is
  * cluster.c's.
  */
-int
+static int
 console_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
     char **err)
 {
@@ -186,3 +186,27 @@ console_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 	vspc__handoff__console__free_unpacked(m, NULL);
 	return (0);
 }
+
+/* Hot upgrade: a vMotion token being stored has no record yet. */
+static int
+console_handoff_busy(char *why, size_t len)
+{
+	struct console	*con;
+
+	TAILQ_FOREACH(con, &all_consoles, gentry) {
+		if (con->vmotion.state == VMOTION_WAIT_STORE) {
+			snprintf(why, len, "console %s: vMotion token being "
+			    "stored", con->key);
+			return (1);
+		}
+	}
+	return (0);
+}
+
+const struct handoff_module console_handoff_module = {
+	.name = "console",
+	.rec = HANDOFF_REC_CONSOLE,
+	.busy = console_handoff_busy,
+	.save = console_handoff_save,
+	.restore = console_handoff_restore
+};

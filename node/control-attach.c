@@ -55,11 +55,11 @@ static void	ctl_client_attached(struct client *, enum attach_result,
 		    const char *);
 
 const struct client_proto ctl_client_proto = {
-	"ctl",
-	ctl_client_input,
-	ctl_client_notice,
-	ctl_client_free,
-	ctl_client_attached
+	.name = "ctl",
+	.input = ctl_client_input,
+	.notice = ctl_client_notice,
+	.free = ctl_client_free,
+	.attached = ctl_client_attached
 };
 
 /*

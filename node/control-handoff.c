@@ -154,7 +154,7 @@ control_client_carried(const struct client *c)
 }
 
 /* Hot upgrade: stop (1) or resume (0) reading commands and accepting. */
-void
+static void
 control_handoff_pause(int on)
 {
 	struct ctl_conn	*cc;
@@ -190,7 +190,7 @@ control_handoff_pause(int on)
 }
 
 /* Hot upgrade: listeners, plain connections, log --follow. */
-void
+static void
 control_handoff_save(struct handoff *h)
 {
 	Vspc__Handoff__Control		 m = VSPC__HANDOFF__CONTROL__INIT;
@@ -352,7 +352,7 @@ ctl_conn_restore_attached(struct handoff *h, struct ctl_conn *cc,
 }
 
 /* Hot upgrade: serve the inherited control sockets and connections. */
-int
+static int
 control_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
     char **err)
 {
@@ -464,7 +464,7 @@ control_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 }
 
 /* Hot upgrade, after COMMIT: start serving commands. */
-void
+static void
 control_handoff_resume(void)
 {
 	struct ctl_conn	*cc;
@@ -503,3 +503,13 @@ control_handoff_resume(void)
 		ctl_reply_node = NULL;
 	}
 }
+
+const struct handoff_module control_handoff_module = {
+	.name = "control",
+	.rec = HANDOFF_REC_CONTROL,
+	.flags = HANDOFF_RESUME_LAST,
+	.pause = control_handoff_pause,
+	.save = control_handoff_save,
+	.restore = control_handoff_restore,
+	.resume = control_handoff_resume
+};

@@ -48,8 +48,6 @@ static void	core_local_fwd_input(struct client *, const u_char *,
 		    size_t);
 static void	core_local_fwd_drained(struct client *, size_t);
 static size_t	core_local_fwd_window(const struct client *);
-static void	core_local_remote_write(struct client *, const void *,
-		    size_t);
 static int	core_local_vmotion_peer(struct vmconn *, const u_char *,
 		    size_t, const struct store_token *);
 static void	core_local_vmotion_complete(struct vmconn *);
@@ -67,8 +65,6 @@ static const struct core_hooks core_local_hooks = {
 	.fwd_input = core_local_fwd_input,
 	.fwd_drained = core_local_fwd_drained,
 	.fwd_window = core_local_fwd_window,
-	.remote_write = core_local_remote_write,
-	.remote_flush = core_local_client,
 	.vmotion_peer = core_local_vmotion_peer,
 	.vmotion_complete = core_local_vmotion_complete,
 	.vmotion_cancelled = core_local_vmotion_cancelled
@@ -123,11 +119,6 @@ static size_t
 core_local_fwd_window(const struct client *c)
 {
 	return (0);
-}
-
-static void
-core_local_remote_write(struct client *c, const void *buf, size_t len)
-{
 }
 
 /* A token from another node cannot be honoured without a cluster. */

@@ -407,3 +407,13 @@ peer_handoff_resume(void)
 			event_active(w->retry, EV_TIMEOUT, 0);
 	}
 }
+
+const struct handoff_module peer_handoff_module = {
+	.name = "peer",
+	.rec = HANDOFF_REC_PEER,
+	.enabled = cluster_enabled,
+	.busy = peer_handoff_busy,
+	.save = peer_handoff_save,
+	.restore = peer_handoff_restore,
+	.resume = peer_handoff_resume
+};

@@ -443,7 +443,7 @@ proxy_shutdown(void)
 }
 
 /* Hot upgrade: stop (1) or resume (0) reading headers. */
-void
+static void
 proxy_handoff_pause(int on)
 {
 	struct proxy_conn	*pc;
@@ -457,7 +457,7 @@ proxy_handoff_pause(int on)
 }
 
 /* Hot upgrade: the connections still waiting for their header. */
-void
+static void
 proxy_handoff_save(struct handoff *h)
 {
 	Vspc__Handoff__Proxy	 m;
@@ -478,7 +478,7 @@ proxy_handoff_save(struct handoff *h)
 }
 
 /* Hot upgrade: wait for the header again where the old process was. */
-int
+static int
 proxy_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
     char **err)
 {
@@ -516,3 +516,11 @@ proxy_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 	vspc__handoff__proxy__free_unpacked(m, NULL);
 	return (0);
 }
+
+const struct handoff_module proxy_handoff_module = {
+	.name = "proxy",
+	.rec = HANDOFF_REC_PROXY,
+	.pause = proxy_handoff_pause,
+	.save = proxy_handoff_save,
+	.restore = proxy_handoff_restore
+};

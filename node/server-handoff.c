@@ -27,11 +27,12 @@
 #include <event2/listener.h>
 
 #include "vspcd.h"
+#include "store.h"
 #include "proto/handoff.pb-c.h"
 #include "server-int.h"
 
 /* Hot upgrade: stop (1) or resume (0) accepting while quiescing. */
-void
+static void
 server_handoff_pause(int on)
 {
 	struct listener	*l;
@@ -48,7 +49,19 @@ server_handoff_pause(int on)
 }
 
 /* Hot upgrade: listeners, statistics, draining and the next IDs. */
-void
+/* Hot upgrade: the store must have answered everything asked of it. */
+static int
+server_handoff_busy(char *why, size_t len)
+{
+	if (server_store->inflight != 0) {
+		snprintf(why, len, "%u store commands in flight",
+		    server_store->inflight);
+		return (1);
+	}
+	return (0);
+}
+
+static void
 server_handoff_save(struct handoff *h)
 {
 	Vspc__Handoff__Server	  m = VSPC__HANDOFF__SERVER__INIT;
@@ -100,7 +113,7 @@ server_handoff_save(struct handoff *h)
 }
 
 /* Hot upgrade: serve the inherited listeners. */
-int
+static int
 server_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
     char **err)
 {
@@ -175,3 +188,40 @@ server_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 	vspc__handoff__server__free_unpacked(m, NULL);
 	return (0);
 }
+
+const struct handoff_module server_handoff_module = {
+	.name = "server",
+	.rec = HANDOFF_REC_SERVER,
+	.pause = server_handoff_pause,
+	.busy = server_handoff_busy,
+	.save = server_handoff_save,
+	.restore = server_handoff_restore
+};
+
+/* Hot upgrade: only the in-process store has tables to pass on. */
+static int
+server_store_handoff_enabled(void)
+{
+	return (!server_store->shared);
+}
+
+static void
+server_store_handoff_save(struct handoff *h)
+{
+	store_local_handoff_save(server_store, h);
+}
+
+static int
+server_store_handoff_restore(struct handoff *h, const uint8_t *data,
+    size_t len, char **err)
+{
+	return (store_local_handoff_restore(server_store, data, len, err));
+}
+
+const struct handoff_module server_store_handoff_module = {
+	.name = "store",
+	.rec = HANDOFF_REC_STORE,
+	.enabled = server_store_handoff_enabled,
+	.save = server_store_handoff_save,
+	.restore = server_store_handoff_restore
+};

@@ -360,6 +360,24 @@ server_set_overrides(char **list, u_int n)
 	server_noverrides = n;
 }
 
+/*
+ * The modules of a hot upgrade, in the order their records are written
+ * and read: the listeners and the store first, then consoles, the VMs'
+ * connections and the people on them, and only then the peer links and
+ * the cluster state that ties remote channels back to those clients.
+ */
+static const struct handoff_module *server_handoff_modules[] = {
+	&server_handoff_module,
+	&server_store_handoff_module,
+	&console_handoff_module,
+	&vmconn_handoff_module,
+	&client_handoff_module,
+	&control_handoff_module,
+	&proxy_handoff_module,
+	&peer_handoff_module,
+	&cluster_handoff_module
+};
+
 /* Set the node up: listeners, store, signals, timers. */
 int
 server_start(struct config *conf, int debug)
@@ -374,6 +392,9 @@ server_start(struct config *conf, int debug)
 	server_debug = debug;
 	server_now = time(NULL);
 	metrics_init();
+	for (i = 0; i < sizeof server_handoff_modules /
+	    sizeof server_handoff_modules[0]; i++)
+		handoff_register(server_handoff_modules[i]);
 	event_set_log_callback(server_libevent_log);
 	signal(SIGPIPE, SIG_IGN);
 	server_raise_nofile();

@@ -30,7 +30,7 @@
 #include "proto/handoff.pb-c.h"
 
 /* Hot upgrade: stop (1) or resume (0) reading from every host. */
-void
+static void
 vmconn_handoff_pause(int on)
 {
 	struct vmconn	*v;
@@ -46,7 +46,7 @@ vmconn_handoff_pause(int on)
 }
 
 /* Hot upgrade: every live connection, its codec and its buffers. */
-void
+static void
 vmconn_handoff_save(struct handoff *h)
 {
 	Vspc__Handoff__Vmconn	 m;
@@ -105,7 +105,7 @@ vmconn_handoff_save(struct handoff *h)
 }
 
 /* Hot upgrade: rebuild a connection and link it to its console. */
-int
+static int
 vmconn_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
     char **err)
 {
@@ -171,3 +171,28 @@ vmconn_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 	vspc__handoff__vmconn__free_unpacked(m, NULL);
 	return (0);
 }
+
+/* Hot upgrade: a connection waiting for the store cannot be written down. */
+static int
+vmconn_handoff_busy(char *why, size_t len)
+{
+	struct vmconn	*v;
+
+	TAILQ_FOREACH(v, &all_vmconns, gentry) {
+		if (v->references != 0 || (v->flags & VMCONN_PEERING)) {
+			snprintf(why, len, "vm conn %u waits for the store",
+			    v->id);
+			return (1);
+		}
+	}
+	return (0);
+}
+
+const struct handoff_module vmconn_handoff_module = {
+	.name = "vmconn",
+	.rec = HANDOFF_REC_VMCONN,
+	.pause = vmconn_handoff_pause,
+	.busy = vmconn_handoff_busy,
+	.save = vmconn_handoff_save,
+	.restore = vmconn_handoff_restore
+};

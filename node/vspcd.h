@@ -553,6 +553,21 @@ struct client_proto {
 	 */
 	void		 (*attached)(struct client *, enum attach_result,
 			     const char *);
+	/*
+	 * A client with no socket of its own (a person on another node):
+	 * where its messages go and how its console output is sent.  NULL:
+	 * client.c writes to the socket.
+	 */
+	void		 (*write)(struct client *, const void *, size_t);
+	void		 (*flush)(struct client *);
+	/*
+	 * Hot upgrade: pack the proto_data into the kind's message in
+	 * proto/handoff.proto, and rebuild it (-1: malformed).  NULL: no
+	 * state.
+	 */
+	size_t		 (*handoff_pack)(struct client *, uint8_t **);
+	int		 (*handoff_unpack)(struct client *, const uint8_t *,
+			     size_t);
 };
 
 struct client {
@@ -854,9 +869,6 @@ struct core_hooks {
 	void	 (*fwd_drained)(struct client *, size_t);
 	/* Output a forwarded person may have queued beyond its buffer. */
 	size_t	 (*fwd_window)(const struct client *);
-	/* A person on another node (CLIENT_REMOTE): message, output. */
-	void	 (*remote_write)(struct client *, const void *, size_t);
-	void	 (*remote_flush)(struct client *);
 	/* vMotion with the source on another node: peer, complete. */
 	int	 (*vmotion_peer)(struct vmconn *, const u_char *, size_t,
 		     const struct store_token *);
@@ -1253,31 +1265,47 @@ int		 handoff_in_progress(void);	/* Old side quiescing. */
 void		 handoff_start(const char *, void (*)(void *, int,
 		     const char *), void *);
 /*
- * Module hooks.  _busy: non-zero (and why) while something is in flight
- * that cannot be written down (a store reply, a peer request awaiting an
- * answer that has no record); the old node waits, bounded, for all to
- * be idle.  _save: write the module's records.  _restore: rebuild from
- * one record (called in order, before any socket is touched); _resume:
- * after the commit, arm events and timers.
+ * A module's part in the hand-over, one const entry in the module's own
+ * file; server_start registers them in the order their records are
+ * written and read.  Every hook may be NULL.  enabled: whether the
+ * module takes part at all (records of a module that does not are
+ * skipped).  pause: stop (1) or resume (0) reading and accepting while
+ * quiescing.  busy: non-zero (and why) while something is in flight
+ * that cannot be written down (a store reply, a peer request awaiting
+ * an answer that has no record); the old node waits, bounded, for all
+ * to be idle.  save: write the module's records.  restore: rebuild from
+ * one record of type rec (called in order, before any socket is
+ * touched).  resume: after the commit, arm events and timers.
  */
+struct handoff_module {
+	const char	*name;
+	enum handoff_rec rec;
+	int		 flags;
+#define HANDOFF_RESUME_LAST 0x1	/* Resume after every other module. */
+	int		(*enabled)(void);
+	void		(*pause)(int);
+	int		(*busy)(char *, size_t);
+	void		(*save)(struct handoff *);
+	int		(*restore)(struct handoff *, const uint8_t *, size_t,
+			    char **);
+	void		(*resume)(void);
+};
+void		 handoff_register(const struct handoff_module *);
+extern const struct handoff_module peer_handoff_module;
+extern const struct handoff_module cluster_handoff_module;
+/* Called directly by the peer link's unit test. */
 int		 peer_handoff_busy(char *, size_t);
 void		 peer_handoff_save(struct handoff *);
 int		 peer_handoff_restore(struct handoff *, const uint8_t *, size_t,
 		     char **);
 void		 peer_handoff_resume(void);
-int		 cluster_handoff_busy(char *, size_t);
-void		 cluster_handoff_save(struct handoff *);
-int		 cluster_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-void		 cluster_handoff_resume(void);
 /* Looking clients up by ID (IDs survive a hand-over). */
 struct client	*client_find(u_int);
 /* peer-handoff.c: serve an inherited peer listener (with its fd). */
 void		 peer_adopt_listener(int, const char *);
 
 /*
- * handoff.c's own functions and the node-local modules' hooks.  _pause:
- * stop (1) or resume (0) reading and accepting while quiescing.  Those
+ * handoff.c's own functions and the node-local modules' entries.  Those
  * of the core's modules are in files of the hand-over layer beside them
  * (telnet-handoff.c, console-handoff.c, vmconn-handoff.c,
  * client-handoff.c), so that the core objects know nothing of it.
@@ -1298,42 +1326,15 @@ void		 telnet_handoff_save(const struct telnet *,
 		     struct Vspc__Handoff__Telnet *);
 void		 telnet_handoff_restore(struct telnet *,
 		     const struct Vspc__Handoff__Telnet *);
-void		 server_handoff_pause(int);
-void		 server_handoff_save(struct handoff *);
-int		 server_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-void		 console_handoff_save(struct handoff *);
-int		 console_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-void		 vmconn_handoff_pause(int);
-void		 vmconn_handoff_save(struct handoff *);
-int		 vmconn_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-void		 client_handoff_pause(int);
-void		 client_handoff_save(struct handoff *);
-int		 client_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
+extern const struct handoff_module server_handoff_module;
+extern const struct handoff_module server_store_handoff_module;
+extern const struct handoff_module console_handoff_module;
+extern const struct handoff_module vmconn_handoff_module;
+extern const struct handoff_module client_handoff_module;
 const struct client_proto *control_client_proto(const char *);
 int		 control_client_carried(const struct client *);
-void		 control_handoff_pause(int);
-void		 control_handoff_save(struct handoff *);
-int		 control_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-void		 control_handoff_resume(void);
-void		 proxy_handoff_pause(int);
-void		 proxy_handoff_save(struct handoff *);
-int		 proxy_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-/*
- * Per-kind client state (proto_data): pack into / rebuild from the
- * kind's message in proto/handoff.proto.  NULL hooks: no state.
- */
-size_t		 cmdline_handoff_pack(struct client *, uint8_t **);
-int		 cmdline_handoff_unpack(struct client *, const uint8_t *,
-		     size_t);
-size_t		 compat_handoff_pack(struct client *, uint8_t **);
-int		 compat_handoff_unpack(struct client *, const uint8_t *,
-		     size_t);
+extern const struct handoff_module control_handoff_module;
+extern const struct handoff_module proxy_handoff_module;
 int		 http_handoff_fds(int *, char **, u_int);
 int		 http_adopt(int, const char *, char **);
 uint64_t	 vmotion_next(int, uint64_t);

@@ -333,7 +333,9 @@ test_person_notice(struct client *c, const char *msg)
 }
 
 static const struct client_proto test_person_proto = {
-	"test", test_person_input, test_person_notice, NULL, NULL
+	.name = "test",
+	.input = test_person_input,
+	.notice = test_person_notice
 };
 
 static void
@@ -512,18 +514,6 @@ hook_fwd_window(const struct client *c)
 	return (0);
 }
 
-static void
-hook_remote_write(struct client *c, const void *buf, size_t len)
-{
-	hook_other++;
-}
-
-static void
-hook_remote_flush(struct client *c)
-{
-	hook_other++;
-}
-
 static int
 hook_vmotion_peer(struct vmconn *v, const u_char *tok, size_t len,
     const struct store_token *val)
@@ -555,8 +545,6 @@ static const struct core_hooks test_hooks = {
 	.fwd_input = hook_fwd_input,
 	.fwd_drained = hook_fwd_drained,
 	.fwd_window = hook_fwd_window,
-	.remote_write = hook_remote_write,
-	.remote_flush = hook_remote_flush,
 	.vmotion_peer = hook_vmotion_peer,
 	.vmotion_complete = hook_vmotion_complete,
 	.vmotion_cancelled = hook_vmotion_cancelled

@@ -133,6 +133,13 @@ handoff_evbuffer_bytes(struct evbuffer *b, ProtobufCBinaryData *out)
 		fail_msg("%s: evbuffer_copyout failed", __func__);
 }
 
+/* Stub of node/cluster.c: peer_handoff_module names it. */
+int
+cluster_enabled(void)
+{
+	return (1);
+}
+
 /* Stub of node/handoff.c. */
 int
 handoff_restoring(void)
