@@ -61,6 +61,7 @@ static struct clients	 dead_clients = TAILQ_HEAD_INITIALIZER(dead_clients);
 static u_int		 client_next_id;
 
 static void	client_read_cb(evutil_socket_t, short, void *);
+static void	client_reap_later(void);
 static void	client_write_cb(evutil_socket_t, short, void *);
 
 /* Create a client for an accepted, non-blocking socket. */
@@ -131,7 +132,7 @@ client_kill(struct client *c)
 	if (c->ev_write != NULL)
 		event_del(c->ev_write);
 	TAILQ_INSERT_TAIL(&dead_clients, c, dentry);
-	server_reap_later();
+	client_reap_later();
 }
 
 /*
@@ -161,6 +162,36 @@ client_close(struct client *c, const char *reason)
 		c->stuck_since = server_now;
 	client_flush(c);
 }
+
+/* Free dead clients at the end of this loop turn, never in a callback. */
+static struct event	*client_reaper;
+
+static void
+client_reap_cb(evutil_socket_t fd, short events, void *arg)
+{
+	client_reap(NULL);
+}
+
+static void
+client_reap_later(void)
+{
+	if (client_reaper == NULL)
+		client_reaper = event_new(server_base, -1, 0, client_reap_cb,
+		    NULL);
+	if (!event_pending(client_reaper, EV_TIMEOUT, NULL))
+		event_active(client_reaper, EV_TIMEOUT, 0);
+}
+
+/* At exit: the dead are gone, and so is the reaper. */
+void
+client_reap_stop(void)
+{
+	client_reap(NULL);
+	if (client_reaper != NULL)
+		event_free(client_reaper);
+	client_reaper = NULL;
+}
+
 
 /* Free every dead client; called once per loop turn. */
 void

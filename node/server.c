@@ -40,15 +40,6 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-struct event_base	*server_base;
-struct config		*server_conf;
-struct store		*server_store;
-struct stats		 server_stats;
-time_t			 server_now;
-int			 server_debug;
-int			 server_draining;
-struct auth		*server_auth;
-struct limit_slot	*server_accept_slot;
 
 static const struct peer_security server_peer_security = {
 	server_allowed,
@@ -57,41 +48,11 @@ static const struct peer_security server_peer_security = {
 	tls_connect
 };
 
-static struct event	*server_reaper;
 static struct event	*server_tick;
 static struct event	*server_sigs[6];
-static int		 server_reap_pending;
 static char		**server_overrides;
 static u_int		 server_noverrides;
 static u_int		 server_ticks;
-
-/* Microseconds on the monotonic clock. */
-uint64_t
-server_monotime_us(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
-}
-
-static void
-server_reap_cb(evutil_socket_t fd, short events, void *arg)
-{
-	server_reap_pending = 0;
-	client_reap(NULL);
-	vmconn_reap(NULL);
-}
-
-/* Ask for dead objects to be freed at the end of this loop turn. */
-void
-server_reap_later(void)
-{
-	if (!server_reap_pending && server_reaper != NULL) {
-		server_reap_pending = 1;
-		event_active(server_reaper, 0, 0);
-	}
-}
 
 /* Tell systemd what the node is doing (systemctl status shows it). */
 static void
@@ -401,7 +362,6 @@ server_start(struct config *conf, int debug)
 
 	if ((server_base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	server_reaper = event_new(server_base, -1, 0, server_reap_cb, NULL);
 	server_tick = event_new(server_base, -1, EV_PERSIST, server_tick_cb,
 	    NULL);
 	event_add(server_tick, &tv);
@@ -496,8 +456,8 @@ server_loop(void)
 		v->references = 0;
 		vmconn_close(v, "vspcd is shutting down");
 	}
-	client_reap(NULL);
-	vmconn_reap(NULL);
+	client_reap_stop();
+	vmconn_reap_stop();
 	if (cluster_enabled()) {
 		cluster_stop();
 		peer_shutdown();
@@ -516,7 +476,6 @@ server_loop(void)
 		if (server_sigs[i] != NULL)
 			event_free(server_sigs[i]);
 	}
-	event_free(server_reaper);
 	event_free(server_tick);
 	event_base_free(server_base);
 	server_base = NULL;

@@ -59,6 +59,7 @@ static const char vmconn_not_esxi[] = "This is a VMware virtual serial port "
     "concentrator; people use the console port.\r\n";
 
 static void	vmconn_read_cb(evutil_socket_t, short, void *);
+static void	vmconn_reap_later(void);
 static void	vmconn_write_cb(evutil_socket_t, short, void *);
 static void	vmconn_uncork(struct vmconn *);
 static void	vmconn_timeout_cb(evutil_socket_t, short, void *);
@@ -172,7 +173,36 @@ vmconn_close(struct vmconn *v, const char *reason)
 		event_del(v->ev_write);
 	vmconn_settled(v);
 	TAILQ_INSERT_TAIL(&dead_vmconns, v, dentry);
-	server_reap_later();
+	vmconn_reap_later();
+}
+
+/* Free dead connections at the end of this loop turn. */
+static struct event	*vmconn_reaper;
+
+static void
+vmconn_reap_cb(evutil_socket_t fd, short events, void *arg)
+{
+	vmconn_reap(NULL);
+}
+
+static void
+vmconn_reap_later(void)
+{
+	if (vmconn_reaper == NULL)
+		vmconn_reaper = event_new(server_base, -1, 0, vmconn_reap_cb,
+		    NULL);
+	if (!event_pending(vmconn_reaper, EV_TIMEOUT, NULL))
+		event_active(vmconn_reaper, EV_TIMEOUT, 0);
+}
+
+/* At exit: the dead are gone, and so is the reaper. */
+void
+vmconn_reap_stop(void)
+{
+	vmconn_reap(NULL);
+	if (vmconn_reaper != NULL)
+		event_free(vmconn_reaper);
+	vmconn_reaper = NULL;
 }
 
 /* Free dead connections (once per loop turn, and only once unused). */

@@ -626,6 +626,7 @@ struct client	*client_create(int, enum client_kind, const struct client_proto *,
 		     const struct sockaddr *);
 void		 client_close(struct client *, const char *);
 void		 client_reap(struct client *);
+void		 client_reap_stop(void);
 void		 client_write(struct client *, const void *, size_t);
 void		 client_write_data(struct client *, const void *, size_t);
 void		 client_printf(struct client *, const char *, ...)
@@ -817,6 +818,7 @@ extern u_int		 nvmconns;
 struct vmconn	*vmconn_create(int, const struct sockaddr *);
 void		 vmconn_close(struct vmconn *, const char *);
 void		 vmconn_reap(struct vmconn *);
+void		 vmconn_reap_stop(void);
 void		 vmconn_write(struct vmconn *, const u_char *, size_t);
 void		 vmconn_send_vmware(struct vmconn *, u_char, const u_char *,
 		     size_t);
@@ -1014,6 +1016,7 @@ enum server_refusal {
 };
 struct auth;
 struct limit_slot;
+/* server-state.c: the node's shared state (data, and the clock). */
 extern struct event_base	*server_base;
 extern struct auth		*server_auth;	/* NULL: no users_file. */
 extern struct limit_slot	*server_accept_slot;
@@ -1023,12 +1026,12 @@ extern struct stats		 server_stats;
 extern time_t			 server_now;
 extern int			 server_debug;
 extern int			 server_draining;
+uint64_t	 server_monotime_us(void);
+/* server.c */
 int		 server_start(struct config *, int);
 int		 server_loop(void);
-void		 server_reap_later(void);
 int		 server_reload(char **);
 void		 server_set_overrides(char **, u_int);
-uint64_t	 server_monotime_us(void);
 void		 server_set_draining(int);
 
 /* server-listen.c: the listeners; admitting a connection at accept. */

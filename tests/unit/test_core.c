@@ -74,12 +74,6 @@ struct limit_slot	*server_accept_slot;
 
 static u_int		 test_observed[METRICS_HIST_MAX];
 
-/* Reaping is done by test_settle(), once per turn as server.c does. */
-void
-server_reap_later(void)
-{
-}
-
 uint64_t
 server_monotime_us(void)
 {
@@ -605,6 +599,8 @@ test_setup(void **state)
 static int
 test_teardown(void **state)
 {
+	client_reap_stop();
+	vmconn_reap_stop();
 	store_free(server_store);
 	event_base_free(server_base);
 	config_free(server_conf);
