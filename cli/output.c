@@ -38,23 +38,39 @@ static void	json_vm_show(const Vspc__Ctl__Reply *);
 static void	json_who(const Vspc__Ctl__Reply *);
 static void	json_message(const Vspc__Ctl__Reply *);
 
+static void	text(const Vspc__Ctl__Reply *);
+
 const struct ctl_output ctl_output_human = {
-	"human",
-	human_status,
-	human_vm_list,
-	human_vm_show,
-	human_who,
-	human_message
+	.name = "human",
+	.view = {
+		[CTL_VIEW_STATUS] = human_status,
+		[CTL_VIEW_VM_LIST] = human_vm_list,
+		[CTL_VIEW_VM_SHOW] = human_vm_show,
+		[CTL_VIEW_WHO] = human_who,
+		[CTL_VIEW_MESSAGE] = human_message,
+		[CTL_VIEW_TEXT] = text
+	}
 };
 
 const struct ctl_output ctl_output_json = {
-	"json",
-	json_status,
-	json_vm_list,
-	json_vm_show,
-	json_who,
-	json_message
+	.name = "json",
+	.view = {
+		[CTL_VIEW_STATUS] = json_status,
+		[CTL_VIEW_VM_LIST] = json_vm_list,
+		[CTL_VIEW_VM_SHOW] = json_vm_show,
+		[CTL_VIEW_WHO] = json_who,
+		[CTL_VIEW_MESSAGE] = json_message,
+		[CTL_VIEW_TEXT] = text
+	}
 };
+
+/* The node's text, as it wrote it (the same in every format). */
+static void
+text(const Vspc__Ctl__Reply *r)
+{
+	if (r->text != NULL && *r->text != '\0')
+		printf("%s\n", r->text);
+}
 
 static const char *
 str(const char *s)

@@ -54,34 +54,52 @@ int			 ctl_escape_key = CTL_ESCAPE_DEFAULT;
 static const char	*ctl_user;		/* -u: log in over TCP. */
 static char		*ctl_password;
 
-static int	cmd_cluster_status(const struct ctl_cmd *, int, char **);
-static int	cmd_vm_list(const struct ctl_cmd *, int, char **);
-static int	cmd_vm_show(const struct ctl_cmd *, int, char **);
-static int	cmd_who(const struct ctl_cmd *, int, char **);
-static int	cmd_disconnect(const struct ctl_cmd *, int, char **);
 static int	cmd_attach(const struct ctl_cmd *, int, char **);
 static int	cmd_log(const struct ctl_cmd *, int, char **);
-static int	cmd_drain(const struct ctl_cmd *, int, char **);
 static int	cmd_node_upgrade(const struct ctl_cmd *, int, char **);
-static int	cmd_reload(const struct ctl_cmd *, int, char **);
-static int	cmd_tls(const struct ctl_cmd *, int, char **);
 
+/*
+ * The commands.  A command that sends one request and prints one reply
+ * is a row and nothing else (no exec: ctl_cmd_request runs it); its
+ * output is a view of struct ctl_output (output.c).
+ */
 static const struct ctl_cmd ctl_cmds[] = {
-	{ "cluster status", "", 0, 0, cmd_cluster_status },
-	{ "vm list", "", 0, 0, cmd_vm_list },
-	{ "vm show", "VM", 1, 1, cmd_vm_show },
-	{ "who", "[VM]", 0, 1, cmd_who },
-	{ "disconnect", "VM | [NODE:]ID", 1, 1, cmd_disconnect },
-	{ "attach", "VM [--ro | --spy | --force | --exclusive] "
-	    "[--retry SECONDS]", 1, 4, cmd_attach },
-	{ "log", "VM [--follow] [--lines N]", 1, 4, cmd_log },
-	{ "node drain", "[NODE]", 0, 1, cmd_drain },
-	{ "node undrain", "[NODE]", 0, 1, cmd_drain },
-	{ "node upgrade", "[NODE] [--binary PATH]", 0, 3, cmd_node_upgrade },
-	{ "cluster upgrade", "--binary PATH [--timeout S]", 2, 4,
-	    ctl_cluster_upgrade },
-	{ "reload", "[NODE]", 0, 1, cmd_reload },
-	{ "tls", "", 0, 0, cmd_tls },
+	{ .name = "cluster status", .usage = "", .minargs = 0, .maxargs = 0,
+	  .request = VSPC__CTL__COMMAND__CLUSTER_STATUS,
+	  .view = CTL_VIEW_STATUS },
+	{ .name = "vm list", .usage = "", .minargs = 0, .maxargs = 0,
+	  .request = VSPC__CTL__COMMAND__VM_LIST,
+	  .view = CTL_VIEW_VM_LIST },
+	{ .name = "vm show", .usage = "VM", .minargs = 1, .maxargs = 1,
+	  .request = VSPC__CTL__COMMAND__VM_SHOW, .flags = CTL_ARG_TARGET,
+	  .view = CTL_VIEW_VM_SHOW },
+	{ .name = "who", .usage = "[VM]", .minargs = 0, .maxargs = 1,
+	  .request = VSPC__CTL__COMMAND__WHO, .flags = CTL_ARG_TARGET,
+	  .view = CTL_VIEW_WHO },
+	{ .name = "disconnect", .usage = "VM | [NODE:]ID", .minargs = 1,
+	  .maxargs = 1, .request = VSPC__CTL__COMMAND__DISCONNECT,
+	  .flags = CTL_ARG_TARGET, .view = CTL_VIEW_MESSAGE },
+	{ .name = "attach", .usage = "VM [--ro | --spy | --force | "
+	  "--exclusive] [--retry SECONDS]", .minargs = 1, .maxargs = 4,
+	  .exec = cmd_attach },
+	{ .name = "log", .usage = "VM [--follow] [--lines N]", .minargs = 1,
+	  .maxargs = 4, .exec = cmd_log },
+	{ .name = "node drain", .usage = "[NODE]", .minargs = 0, .maxargs = 1,
+	  .request = VSPC__CTL__COMMAND__DRAIN, .flags = CTL_ARG_NODE,
+	  .view = CTL_VIEW_MESSAGE },
+	{ .name = "node undrain", .usage = "[NODE]", .minargs = 0,
+	  .maxargs = 1, .request = VSPC__CTL__COMMAND__UNDRAIN,
+	  .flags = CTL_ARG_NODE, .view = CTL_VIEW_MESSAGE },
+	{ .name = "node upgrade", .usage = "[NODE] [--binary PATH]",
+	  .minargs = 0, .maxargs = 3, .request = VSPC__CTL__COMMAND__UPGRADE,
+	  .view = CTL_VIEW_MESSAGE, .exec = cmd_node_upgrade },
+	{ .name = "cluster upgrade", .usage = "--binary PATH [--timeout S]",
+	  .minargs = 2, .maxargs = 4, .exec = ctl_cluster_upgrade },
+	{ .name = "reload", .usage = "[NODE]", .minargs = 0, .maxargs = 1,
+	  .request = VSPC__CTL__COMMAND__RELOAD, .flags = CTL_ARG_NODE,
+	  .view = CTL_VIEW_MESSAGE },
+	{ .name = "tls", .usage = "", .minargs = 0, .maxargs = 0,
+	  .request = VSPC__CTL__COMMAND__TLS, .view = CTL_VIEW_TEXT },
 };
 
 static void __attribute__((__noreturn__))
@@ -388,81 +406,18 @@ ctl_simple(Vspc__Ctl__Request *req,
 	return (rc);
 }
 
-static void
-print_text(const Vspc__Ctl__Reply *r)
-{
-	if (r->text != NULL && *r->text != '\0')
-		printf("%s\n", r->text);
-}
-
+/* A command of the table without exec: one request, one reply. */
 static int
-cmd_tls(const struct ctl_cmd *cmd, int argc, char **argv)
+ctl_cmd_request(const struct ctl_cmd *cmd, int argc, char **argv)
 {
 	Vspc__Ctl__Request	req;
 
-	ctl_request_init(&req, VSPC__CTL__COMMAND__TLS);
-	return (ctl_simple(&req, print_text));
-}
-
-static int
-cmd_cluster_status(const struct ctl_cmd *cmd, int argc, char **argv)
-{
-	Vspc__Ctl__Request	req;
-
-	ctl_request_init(&req, VSPC__CTL__COMMAND__CLUSTER_STATUS);
-	return (ctl_simple(&req, ctl_out->status));
-}
-
-static int
-cmd_vm_list(const struct ctl_cmd *cmd, int argc, char **argv)
-{
-	Vspc__Ctl__Request	req;
-
-	ctl_request_init(&req, VSPC__CTL__COMMAND__VM_LIST);
-	return (ctl_simple(&req, ctl_out->vm_list));
-}
-
-static int
-cmd_vm_show(const struct ctl_cmd *cmd, int argc, char **argv)
-{
-	Vspc__Ctl__Request	req;
-
-	ctl_request_init(&req, VSPC__CTL__COMMAND__VM_SHOW);
-	req.target = argv[0];
-	return (ctl_simple(&req, ctl_out->vm_show));
-}
-
-static int
-cmd_who(const struct ctl_cmd *cmd, int argc, char **argv)
-{
-	Vspc__Ctl__Request	req;
-
-	ctl_request_init(&req, VSPC__CTL__COMMAND__WHO);
-	if (argc > 0)
+	ctl_request_init(&req, cmd->request);
+	if (argc > 0 && (cmd->flags & CTL_ARG_TARGET))
 		req.target = argv[0];
-	return (ctl_simple(&req, ctl_out->who));
-}
-
-static int
-cmd_disconnect(const struct ctl_cmd *cmd, int argc, char **argv)
-{
-	Vspc__Ctl__Request	req;
-
-	ctl_request_init(&req, VSPC__CTL__COMMAND__DISCONNECT);
-	req.target = argv[0];
-	return (ctl_simple(&req, ctl_out->message));
-}
-
-static int
-cmd_drain(const struct ctl_cmd *cmd, int argc, char **argv)
-{
-	Vspc__Ctl__Request	req;
-
-	ctl_request_init(&req, strcmp(cmd->name, "node drain") == 0 ?
-	    VSPC__CTL__COMMAND__DRAIN : VSPC__CTL__COMMAND__UNDRAIN);
-	if (argc > 0)
+	if (argc > 0 && (cmd->flags & CTL_ARG_NODE))
 		req.node = argv[0];
-	return (ctl_simple(&req, ctl_out->message));
+	return (ctl_simple(&req, ctl_out->view[cmd->view]));
 }
 
 /*
@@ -476,7 +431,7 @@ cmd_node_upgrade(const struct ctl_cmd *cmd, int argc, char **argv)
 	char			abs[PATH_MAX];
 	int			i;
 
-	ctl_request_init(&req, VSPC__CTL__COMMAND__UPGRADE);
+	ctl_request_init(&req, cmd->request);
 	/* A relative path means the same to the local node as here. */
 	for (i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--binary") == 0 && i + 1 < argc)
@@ -492,18 +447,7 @@ cmd_node_upgrade(const struct ctl_cmd *cmd, int argc, char **argv)
 	if (req.arg != NULL && req.arg[0] != '/' && req.node == NULL &&
 	    realpath(req.arg, abs) != NULL)
 		req.arg = abs;
-	return (ctl_simple(&req, ctl_out->message));
-}
-
-static int
-cmd_reload(const struct ctl_cmd *cmd, int argc, char **argv)
-{
-	Vspc__Ctl__Request	req;
-
-	ctl_request_init(&req, VSPC__CTL__COMMAND__RELOAD);
-	if (argc > 0)
-		req.node = argv[0];
-	return (ctl_simple(&req, ctl_out->message));
+	return (ctl_simple(&req, ctl_out->view[cmd->view]));
 }
 
 static int
@@ -696,7 +640,10 @@ main(int argc, char **argv)
 		}
 		ctl_socket = conf->control_socket;
 	}
-	rc = cmd->exec(cmd, argc, argv);
+	if (cmd->exec != NULL)
+		rc = cmd->exec(cmd, argc, argv);
+	else
+		rc = ctl_cmd_request(cmd, argc, argv);
 	config_free(conf);
 	return (rc);
 }

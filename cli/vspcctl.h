@@ -33,23 +33,39 @@
 
 struct ctl_cmd;
 
-/* A command: words to type, arguments, what runs it. */
+/* How a reply is printed: a view each output format implements. */
+enum ctl_view {
+	CTL_VIEW_STATUS,	/* The nodes of the cluster. */
+	CTL_VIEW_VM_LIST,	/* One line per console. */
+	CTL_VIEW_VM_SHOW,	/* One console in full. */
+	CTL_VIEW_WHO,		/* People on consoles. */
+	CTL_VIEW_MESSAGE,	/* A node's one-line answer. */
+	CTL_VIEW_TEXT,		/* The node's text as it is, in any format. */
+	CTL_VIEW_MAX
+};
+
+/*
+ * A command: words to type, arguments, what runs it.  Without exec, the
+ * command sends one request, with its argument (if any) as the target or
+ * the node, and prints the reply with the view of the chosen output.
+ */
 struct ctl_cmd {
 	const char	*name;		/* "cluster status", "vm list"... */
 	const char	*usage;		/* Arguments after the name. */
 	int		 minargs;
 	int		 maxargs;	/* -1: any. */
+	Vspc__Ctl__Command request;
+	int		 flags;
+#define CTL_ARG_TARGET	0x1	/* The argument is the target (VM, ID). */
+#define CTL_ARG_NODE	0x2	/* The argument is a node. */
+	enum ctl_view	 view;
 	int		 (*exec)(const struct ctl_cmd *, int, char **);
 };
 
-/* An output format. */
+/* An output format: how it prints each view. */
 struct ctl_output {
 	const char	*name;
-	void		 (*status)(const Vspc__Ctl__Reply *);
-	void		 (*vm_list)(const Vspc__Ctl__Reply *);
-	void		 (*vm_show)(const Vspc__Ctl__Reply *);
-	void		 (*who)(const Vspc__Ctl__Reply *);
-	void		 (*message)(const Vspc__Ctl__Reply *);
+	void		 (*view[CTL_VIEW_MAX])(const Vspc__Ctl__Reply *);
 };
 
 extern const struct ctl_output	 ctl_output_human;

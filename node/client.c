@@ -27,6 +27,18 @@
  * a visible "[-- N bytes skipped --]" marker; one whose socket accepts
  * nothing for [console] stuck_timeout is disconnected.  Neither ever
  * slows the VM.
+ *
+ * A protocol plugs in through its const struct client_proto (vspcd.h)
+ * and nothing else: cmdline.c (console port), compat.c (vSPC.py and
+ * VMware clients), control-attach.c (vspcctl attach), cluster-remote.c
+ * (a person on another node).  Its acceptor calls client_create() with
+ * it; this file then hands it the bytes read (input), console events
+ * (notice) and the client's end (free); the cluster tells it the end
+ * of a pending attach (attached).  A kind with no socket of its own
+ * routes messages and output through write and flush.  For the hot
+ * upgrade, handoff_pack and handoff_unpack carry its proto_data, and
+ * client-handoff.c finds it again by name (add it there).  Nothing here
+ * tests a client's kind.
  */
 
 #include <netinet/tcp.h>
@@ -40,7 +52,6 @@
 #include <unistd.h>
 
 #include "vspcd.h"
-#include "proto/handoff.pb-c.h"
 
 #define CLIENT_IOV		64
 #define CLIENT_WRITE_MAX	65536
@@ -50,6 +61,7 @@ static struct clients	 dead_clients = TAILQ_HEAD_INITIALIZER(dead_clients);
 static u_int		 client_next_id;
 
 static void	client_read_cb(evutil_socket_t, short, void *);
+static void	client_reap_later(void);
 static void	client_write_cb(evutil_socket_t, short, void *);
 
 /* Create a client for an accepted, non-blocking socket. */
@@ -66,7 +78,7 @@ client_create(int fd, enum client_kind kind, const struct client_proto *proto,
 	c->kind = kind;
 	c->proto = proto;
 	c->created = c->last_input = server_now;
-	/* The per-source slot server.c took for this connection. */
+	/* The slot server-listen.c took for this connection. */
 	c->limit = server_accept_slot;
 	server_accept_slot = NULL;
 	if (sa != NULL)
@@ -114,13 +126,13 @@ client_kill(struct client *c)
 	c->flags &= ~CLIENT_STREAM;
 	if (c->console != NULL)
 		console_detach(c->console, c, NULL);
-	cluster_client_gone(c);
+	core_hooks->client_gone(c);
 	if (c->ev_read != NULL)
 		event_del(c->ev_read);
 	if (c->ev_write != NULL)
 		event_del(c->ev_write);
 	TAILQ_INSERT_TAIL(&dead_clients, c, dentry);
-	server_reap_later();
+	client_reap_later();
 }
 
 /*
@@ -138,7 +150,7 @@ client_close(struct client *c, const char *reason)
 		console_detach(c->console, c, reason);
 	c->flags |= CLIENT_CLOSING;
 	c->flags &= ~CLIENT_STREAM;
-	cluster_client_gone(c);
+	core_hooks->client_gone(c);
 	if (c->ev_read != NULL)
 		event_del(c->ev_read);
 	if (c->fd == -1 || c->out == NULL ||
@@ -150,6 +162,36 @@ client_close(struct client *c, const char *reason)
 		c->stuck_since = server_now;
 	client_flush(c);
 }
+
+/* Free dead clients at the end of this loop turn, never in a callback. */
+static struct event	*client_reaper;
+
+static void
+client_reap_cb(evutil_socket_t fd, short events, void *arg)
+{
+	client_reap(NULL);
+}
+
+static void
+client_reap_later(void)
+{
+	if (client_reaper == NULL)
+		client_reaper = event_new(server_base, -1, 0, client_reap_cb,
+		    NULL);
+	if (!event_pending(client_reaper, EV_TIMEOUT, NULL))
+		event_active(client_reaper, EV_TIMEOUT, 0);
+}
+
+/* At exit: the dead are gone, and so is the reaper. */
+void
+client_reap_stop(void)
+{
+	client_reap(NULL);
+	if (client_reaper != NULL)
+		event_free(client_reaper);
+	client_reaper = NULL;
+}
+
 
 /* Free every dead client; called once per loop turn. */
 void
@@ -183,8 +225,8 @@ client_write(struct client *c, const void *buf, size_t len)
 {
 	if (c->flags & (CLIENT_DEAD|CLIENT_CLOSING) || len == 0)
 		return;
-	if (c->kind == CLIENT_REMOTE) {
-		cluster_remote_write(c, buf, len);
+	if (c->proto->write != NULL) {
+		c->proto->write(c, buf, len);
 		return;
 	}
 	if (c->out == NULL)
@@ -195,7 +237,7 @@ client_write(struct client *c, const void *buf, size_t len)
 	 * not.
 	 */
 	if (evbuffer_get_length(c->out) > server_conf->console_client_buffer +
-	    cluster_fwd_window(c)) {
+	    core_hooks->fwd_window(c)) {
 		log_warnx("client %u %s: output buffer full; disconnecting",
 		    c->id, c->addr);
 		server_stats.client_stuck++;
@@ -241,7 +283,7 @@ client_send_out(struct client *c)
 		server_stats.client_bytes_out += n;
 		c->stuck_since = 0;
 		if (c->cluster != NULL)
-			cluster_fwd_drained(c, n);
+			core_hooks->fwd_drained(c, n);
 	}
 	return (1);
 }
@@ -371,8 +413,8 @@ client_flush(struct client *c)
 
 	if (c->flags & (CLIENT_DEAD|CLIENT_WRITE_WAIT))
 		return;
-	if (c->kind == CLIENT_REMOTE) {
-		cluster_remote_flush(c);
+	if (c->proto->flush != NULL) {
+		c->proto->flush(c);
 		return;
 	}
 	r = client_send_out(c);
@@ -382,7 +424,7 @@ client_flush(struct client *c)
 	 * this node): cluster.c sets its offset when it makes it local.
 	 */
 	if (r == 1 && (c->flags & CLIENT_STREAM) && c->console != NULL &&
-	    !cluster_client_forwarded(c))
+	    !core_hooks->client_forwarded(c))
 		r = client_send_history(c);
 	if (r == -1) {
 		log_debug("client %u %s: write: %s", c->id, c->addr,
@@ -446,7 +488,7 @@ client_set_read(struct client *c, int on)
 	if (on && (c->flags & CLIENT_READ_OFF)) {
 		c->flags &= ~CLIENT_READ_OFF;
 		/* While quiescing for an upgrade, reading stays off. */
-		if (!handoff_in_progress())
+		if (!core_quiescing)
 			event_add(c->ev_read, NULL);
 	} else if (!on && !(c->flags & CLIENT_READ_OFF)) {
 		c->flags |= CLIENT_READ_OFF;
@@ -465,9 +507,9 @@ client_input_to_vm(struct client *c, const u_char *buf, size_t len)
 
 	if (con == NULL || len == 0)
 		return;
-	if (cluster_client_forwarded(c)) {
+	if (core_hooks->client_forwarded(c)) {
 		/* The console's owner decides who writes. */
-		cluster_fwd_input(c, buf, len);
+		core_hooks->fwd_input(c, buf, len);
 		return;
 	}
 	if (!(c->flags & CLIENT_WRITE)) {
@@ -550,202 +592,26 @@ client_find(u_int id)
 	return (NULL);
 }
 
-/* The client kind's input handling by name ("console", "compat", ...). */
-const struct client_proto *
-client_proto_find(const char *name)
-{
-	if (strcmp(name, cmdline_proto.name) == 0)
-		return (&cmdline_proto);
-	if (strcmp(name, compat_proto.name) == 0)
-		return (&compat_proto);
-	if (strcmp(name, cluster_remote_proto.name) == 0)
-		return (&cluster_remote_proto);
-	return (control_client_proto(name));
-}
-
-/* Hot upgrade: stop (1) or resume (0) reading from every person. */
-void
-client_handoff_pause(int on)
-{
-	struct client	*c;
-
-	TAILQ_FOREACH(c, &all_clients, gentry) {
-		if (c->fd == -1 || c->ev_read == NULL ||
-		    (c->flags & (CLIENT_DEAD|CLIENT_CLOSING|CLIENT_READ_OFF)))
-			continue;
-		if (on)
-			event_del(c->ev_read);
-		else
-			event_add(c->ev_read, NULL);
-	}
-}
-
-/* Hot upgrade: every client, of every kind, with its own state. */
-void
-client_handoff_save(struct handoff *h)
-{
-	Vspc__Handoff__Client	 m;
-	Vspc__Handoff__Telnet	 tn;
-	struct client		*c, *o;
-	uint8_t			*pd;
-	size_t			 pdlen;
-
-	TAILQ_FOREACH(c, &all_clients, gentry) {
-		if (c->flags & CLIENT_DEAD)
-			continue;
-		/* An attached vspcctl goes with its control connection. */
-		if (control_client_proto(c->proto->name) != NULL &&
-		    !control_client_carried(c))
-			continue;
-		vspc__handoff__client__init(&m);
-		vspc__handoff__telnet__init(&tn);
-		m.id = c->id;
-		m.fd = c->fd != -1 ? handoff_add_fd(h, c->fd) : -1;
-		m.kind = c->kind;
-		m.proto = (char *)c->proto->name;
-		m.flags = c->flags & ~CLIENT_WRITE_WAIT;
-		if (c->tn.ops != NULL) {
-			telnet_handoff_save(&c->tn, &tn);
-			m.tn = &tn;
-			m.has_tn = 1;
-		}
-		if (c->out != NULL) {
-			m.has_out = 1;
-			handoff_evbuffer_bytes(c->out, &m.out);
-		}
-		if (c->console != NULL) {
-			m.console = c->console->key;
-			m.holder = c->console->holder == c;
-			TAILQ_FOREACH(o, &c->console->clients, centry) {
-				if (o == c)
-					m.listed = 1;
-			}
-		}
-		m.off = c->off;
-		m.stream = c->stream;
-		m.addr = c->addr;
-		if (c->user != NULL)
-			m.user = c->user;
-		m.created = c->created;
-		m.last_input = c->last_input;
-		m.stuck_since = c->stuck_since;
-		m.bytes_in = c->bytes_in;
-		m.bytes_out = c->bytes_out;
-		m.skipped = c->skipped;
-		pd = NULL;
-		pdlen = 0;
-		if (c->proto == &cmdline_proto)
-			pdlen = cmdline_handoff_pack(c, &pd);
-		else if (c->proto == &compat_proto)
-			pdlen = compat_handoff_pack(c, &pd);
-		m.proto_data.data = pd;
-		m.proto_data.len = pdlen;
-		handoff_add_msg(h, HANDOFF_REC_CLIENT, &m.base);
-		free(pd);
-		free(m.out.data);
-	}
-}
-
 /*
- * Hot upgrade: rebuild a client and put it back on its console.  A
- * forwarded person's channel (c->cluster) is cluster.c's to relink, an
- * attached vspcctl's connection control.c's.
+ * Hot upgrade: serve a client rebuilt from its record: list it and, if it
+ * has a socket here, arm its events.  One write turn sends what it has
+ * queued and carries on.
  */
-int
-client_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
-    char **err)
+void
+client_adopted(struct client *c)
 {
-	Vspc__Handoff__Client		*m;
-	const struct client_proto	*proto;
-	struct client			*c;
-	struct console			*con = NULL;
-	int				 fd = -1, rc = -1;
-
-	if ((m = vspc__handoff__client__unpack(NULL, len, data)) == NULL) {
-		*err = xstrdup("malformed client record");
-		return (-1);
-	}
-	if ((proto = client_proto_find(m->proto)) == NULL) {
-		xasprintf(err, "client %u: unknown kind %s", m->id, m->proto);
-		goto out;
-	}
-	if (m->fd != -1 && (fd = handoff_take_fd(h, m->fd)) == -1) {
-		xasprintf(err, "client %u: no descriptor", m->id);
-		goto out;
-	}
-	if (m->console != NULL && *m->console != '\0' &&
-	    (con = console_find(m->console)) == NULL) {
-		xasprintf(err, "client %u: console %s unknown", m->id,
-		    m->console);
-		if (fd != -1)
-			close(fd);
-		goto out;
-	}
-	c = xcalloc(1, sizeof *c);
-	c->id = m->id;
 	if (c->id > client_next_id)
 		client_next_id = c->id;
-	c->fd = fd;
-	c->kind = m->kind < CLIENT_KIND_MAX ? m->kind : CLIENT_CONSOLE;
-	c->proto = proto;
-	c->flags = m->flags;
-	if (m->proto_data.len != 0 || proto == &cmdline_proto ||
-	    proto == &compat_proto) {
-		if ((proto == &cmdline_proto ? cmdline_handoff_unpack(c,
-		    m->proto_data.data, m->proto_data.len) :
-		    proto == &compat_proto ? compat_handoff_unpack(c,
-		    m->proto_data.data, m->proto_data.len) : 0) == -1) {
-			xasprintf(err, "client %u: malformed state", m->id);
-			if (fd != -1)
-				close(fd);
-			free(c);
-			goto out;
-		}
-	}
-	if (m->has_tn && m->tn != NULL && c->tn.ops != NULL)
-		telnet_handoff_restore(&c->tn, m->tn);
-	if (m->has_out) {
-		c->out = evbuffer_new();
-		evbuffer_add(c->out, m->out.data, m->out.len);
-	}
-	c->off = m->off;
-	c->stream = m->stream;
-	snprintf(c->addr, sizeof c->addr, "%s", m->addr);
-	/* Its per-source slot again, never refused: it is already here. */
-	if (fd != -1 && proto == &cmdline_proto)
-		c->limit = server_limit_take(LISTEN_CONSOLE, c->addr);
-	else if (fd != -1 && proto == &compat_proto)
-		c->limit = server_limit_take(LISTEN_COMPAT, c->addr);
-	if (m->user != NULL && *m->user != '\0')
-		c->user = xstrdup(m->user);
-	c->created = m->created;
-	c->last_input = m->last_input;
-	c->stuck_since = m->stuck_since;
-	c->bytes_in = m->bytes_in;
-	c->bytes_out = m->bytes_out;
-	c->skipped = m->skipped;
 	TAILQ_INSERT_TAIL(&all_clients, c, gentry);
-	c->console = con;
-	if (con != NULL && m->listed) {
-		TAILQ_INSERT_TAIL(&con->clients, c, centry);
-		con->nclients++;
-	}
-	if (con != NULL && m->holder)
-		con->holder = c;
-	if (fd != -1) {
-		/* Nothing runs before COMMIT: the events may be added now. */
-		c->ev_read = event_new(server_base, fd, EV_READ|EV_PERSIST,
-		    client_read_cb, c);
-		c->ev_write = event_new(server_base, fd, EV_WRITE,
-		    client_write_cb, c);
-		if (!(c->flags & (CLIENT_READ_OFF|CLIENT_CLOSING)))
-			event_add(c->ev_read, NULL);
-		/* One write turn sends what is queued and carries on. */
-		c->flags |= CLIENT_WRITE_WAIT;
-		event_add(c->ev_write, NULL);
-	}
-	rc = 0;
-out:
-	vspc__handoff__client__free_unpacked(m, NULL);
-	return (rc);
+	if (c->fd == -1)
+		return;
+	/* Nothing runs before COMMIT: the events may be added now. */
+	c->ev_read = event_new(server_base, c->fd, EV_READ|EV_PERSIST,
+	    client_read_cb, c);
+	c->ev_write = event_new(server_base, c->fd, EV_WRITE, client_write_cb,
+	    c);
+	if (!(c->flags & (CLIENT_READ_OFF|CLIENT_CLOSING)))
+		event_add(c->ev_read, NULL);
+	c->flags |= CLIENT_WRITE_WAIT;
+	event_add(c->ev_write, NULL);
 }

@@ -82,12 +82,17 @@ static void	cmdline_tn_option(void *, u_char, int, int);
 static void	cmdline_tn_command(void *, u_char);
 static void	cmdline_tn_output(void *, const u_char *, size_t);
 
+static size_t	cmdline_handoff_pack(struct client *, uint8_t **);
+static int	cmdline_handoff_unpack(struct client *, const uint8_t *, size_t);
+
 const struct client_proto cmdline_proto = {
-	"console",
-	cmdline_input,
-	cmdline_notice,
-	cmdline_free,
-	cmdline_attached
+	.name = "console",
+	.input = cmdline_input,
+	.notice = cmdline_notice,
+	.free = cmdline_free,
+	.attached = cmdline_attached,
+	.handoff_pack = cmdline_handoff_pack,
+	.handoff_unpack = cmdline_handoff_unpack
 };
 
 static const struct telnet_ops cmdline_telnet_ops = {
@@ -825,7 +830,7 @@ cmdline_tn_output(void *arg, const u_char *buf, size_t len)
 }
 
 /* Hot upgrade: the person's prompt, menu state and partial line. */
-size_t
+static size_t
 cmdline_handoff_pack(struct client *c, uint8_t **out)
 {
 	struct cmdline		*cl = c->proto_data;
@@ -853,7 +858,7 @@ cmdline_handoff_pack(struct client *c, uint8_t **out)
 }
 
 /* Hot upgrade: rebuild a console-port person's state. */
-int
+static int
 cmdline_handoff_unpack(struct client *c, const uint8_t *data, size_t len)
 {
 	Vspc__Handoff__Cmdline	*m;

@@ -99,12 +99,17 @@ static void	compat_tn_sb(void *, u_char, const u_char *, size_t);
 static void	compat_tn_command(void *, u_char);
 static void	compat_tn_output(void *, const u_char *, size_t);
 
+static size_t	compat_handoff_pack(struct client *, uint8_t **);
+static int	compat_handoff_unpack(struct client *, const uint8_t *, size_t);
+
 const struct client_proto compat_proto = {
-	"compat",
-	compat_input,
-	compat_notice,
-	compat_free,
-	compat_attached
+	.name = "compat",
+	.input = compat_input,
+	.notice = compat_notice,
+	.free = compat_free,
+	.attached = compat_attached,
+	.handoff_pack = compat_handoff_pack,
+	.handoff_unpack = compat_handoff_unpack
 };
 
 static const struct telnet_ops compat_telnet_ops = {
@@ -768,7 +773,7 @@ compat_tn_output(void *arg, const u_char *buf, size_t len)
  * answers given so far.  A client still being detected starts its
  * detection time again.
  */
-size_t
+static size_t
 compat_handoff_pack(struct client *c, uint8_t **out)
 {
 	struct compat		*cp = c->proto_data;
@@ -803,7 +808,7 @@ compat_handoff_pack(struct client *c, uint8_t **out)
 }
 
 /* Hot upgrade: rebuild a compatibility-port client's state. */
-int
+static int
 compat_handoff_unpack(struct client *c, const uint8_t *data, size_t len)
 {
 	Vspc__Handoff__Compat	*m;

@@ -34,7 +34,6 @@
 
 #include "vspcd.h"
 #include "store.h"
-#include "proto/handoff.pb-c.h"
 
 struct consoles		 all_consoles = TAILQ_HEAD_INITIALIZER(all_consoles);
 u_int			 nconsoles;
@@ -263,7 +262,7 @@ console_set_name(struct console *con, const char *name, size_t len)
 		return;
 	if (con->log == NULL)
 		console_open_log(con);
-	cluster_console_changed(con);
+	core_hooks->console_changed(con);
 }
 
 /* Describe the console's state in one word. */
@@ -300,7 +299,7 @@ console_set_vm(struct console *con, struct vmconn *vm)
 		con->connected = server_now;
 		console_notice(con, NULL, "VM connected");
 		console_log_activity(con, "VM connected from %s", vm->addr);
-		cluster_console_changed(con);
+		core_hooks->console_changed(con);
 	}
 	/*
 	 * Writers paused on the queue of the connection this one replaces
@@ -325,7 +324,7 @@ console_vm_gone(struct console *con, struct vmconn *vm)
 		con->left = server_now;
 	console_notice(con, NULL, "VM disconnected");
 	console_log_activity(con, "VM disconnected");
-	cluster_console_changed(con);
+	core_hooks->console_changed(con);
 	/* Writers paused on its queue are not left waiting for it. */
 	console_input_drained(con);
 }
@@ -654,7 +653,7 @@ console_attach(struct console *con, struct client *c, enum attach_mode mode)
 	if (c->console != NULL)
 		console_detach(c->console, c, NULL);
 	if (con->flags & CONSOLE_REMOTE)
-		return (cluster_attach(con, c, mode));
+		return (core_hooks->attach(con, c, mode));
 	if (server_conf->console_max_clients != 0 &&
 	    con->nclients >= server_conf->console_max_clients)
 		return (ATTACH_REFUSED_FULL);
@@ -689,8 +688,8 @@ console_detach(struct console *con, struct client *c, const char *why)
 
 	if (c->console != con)
 		return;
-	if (cluster_client_forwarded(c)) {
-		cluster_client_gone(c);
+	if (core_hooks->client_forwarded(c)) {
+		core_hooks->client_gone(c);
 		c->console = NULL;
 		return;
 	}
@@ -983,165 +982,4 @@ console_lookup(const char *text, struct console **out, char **err)
 	    list);
 	free(list);
 	return (-1);
-}
-
-/* Hot upgrade: every console with its history, vMotion and held input. */
-void
-console_handoff_save(struct handoff *h)
-{
-	Vspc__Handoff__Console	 m;
-	Vspc__Handoff__Vmotion	 vm;
-	struct console		*con;
-	struct vmotion		*mo;
-	uint64_t		 start;
-
-	TAILQ_FOREACH(con, &all_consoles, gentry) {
-		vspc__handoff__console__init(&m);
-		vspc__handoff__vmotion__init(&vm);
-		m.key = con->key;
-		if (con->label != NULL) {
-			m.label = con->label;
-			m.has_label = 1;
-		}
-		if (con->name != NULL) {
-			m.name = con->name;
-			m.has_name = 1;
-		}
-		if (con->uri != NULL) {
-			m.uri = con->uri;
-			m.has_uri = 1;
-		}
-		m.epoch = con->epoch;
-		m.claim_known = con->claim_known;
-		m.stream = con->stream;
-		m.flags = con->flags;
-		mo = &con->vmotion;
-		vm.state = mo->state;
-		vm.seq.data = mo->seq;
-		vm.seq.len = mo->seqlen;
-		vm.secret.data = mo->secret;
-		vm.secret.len = sizeof mo->secret;
-		vm.src = mo->src != NULL ? mo->src->id : 0;
-		vm.dst = mo->dst != NULL ? mo->dst->id : 0;
-		vm.timer_us = handoff_timer_left(mo->timer);
-		vm.id = mo->id;
-		if (mo->node != NULL)
-			vm.node = mo->node;
-		vm.began_sec = mo->began.tv_sec;
-		vm.began_nsec = mo->began.tv_nsec;
-		m.vmotion = &vm;
-		if (con->held != NULL) {
-			m.has_held = 1;
-			handoff_evbuffer_bytes(con->held, &m.held);
-		}
-		start = ring_start(&con->history);
-		m.ring.len = con->history.len;
-		m.ring.data = xmalloc(m.ring.len + 1);
-		m.ring.len = ring_copy(&con->history, start, m.ring.data,
-		    m.ring.len);
-		m.ring_end = con->history.end;
-		if (con->log != NULL)
-			m.log_path = (char *)logfile_path(con->log);
-		m.holder = con->holder != NULL ? con->holder->id : 0;
-		m.created = con->created;
-		m.connected = con->connected;
-		m.left = con->left;
-		m.input_notice = con->input_notice;
-		if (con->owner != NULL)
-			m.owner = con->owner;
-		if (con->rstate != NULL)
-			m.rstate = con->rstate;
-		m.rsince = con->rsince;
-		m.vmotions = con->vmotions;
-		m.input_dropped = con->input_dropped;
-		m.handover_us = handoff_timer_left(con->handover_timer);
-		handoff_add_msg(h, HANDOFF_REC_CONSOLE, &m.base);
-		free(m.held.data);
-		free(m.ring.data);
-	}
-}
-
-/*
- * Hot upgrade: rebuild one console.  Its connections and people are
- * linked back when their records are read; the handover timer is
- * cluster.c's.
- */
-int
-console_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
-    char **err)
-{
-	Vspc__Handoff__Console	*m;
-	Vspc__Handoff__Vmotion	*vm;
-	struct console		*con;
-	struct vmotion		*mo;
-
-	if ((m = vspc__handoff__console__unpack(NULL, len, data)) == NULL) {
-		*err = xstrdup("malformed console record");
-		return (-1);
-	}
-	if ((con = console_get_key(m->key)) == NULL) {
-		xasprintf(err, "console %s: bad key", m->key);
-		vspc__handoff__console__free_unpacked(m, NULL);
-		return (-1);
-	}
-	if (m->has_name) {
-		free(con->name);
-		con->name = xstrdup(m->name);
-	}
-	if (m->has_uri) {
-		free(con->uri);
-		con->uri = xstrdup(m->uri);
-	}
-	con->epoch = m->epoch;
-	con->stream = m->stream;
-	con->flags = m->flags & ~CONSOLE_CLAIMING;
-	con->claim_known = m->claim_known;
-	if ((vm = m->vmotion) != NULL) {
-		mo = &con->vmotion;
-		mo->state = vm->state < VMOTION_STATE_MAX ? vm->state :
-		    VMOTION_NONE;
-		mo->seqlen = vm->seq.len > VMOTION_SEQ_MAX ? VMOTION_SEQ_MAX :
-		    vm->seq.len;
-		if (mo->seqlen != 0)
-			memcpy(mo->seq, vm->seq.data, mo->seqlen);
-		if (vm->secret.len == sizeof mo->secret)
-			memcpy(mo->secret, vm->secret.data, sizeof mo->secret);
-		mo->id = vm->id;
-		free(mo->node);
-		mo->node = vm->node != NULL && *vm->node != '\0' ?
-		    xstrdup(vm->node) : NULL;
-		mo->began.tv_sec = vm->began_sec;
-		mo->began.tv_nsec = vm->began_nsec;
-		if (mo->state != VMOTION_NONE)
-			vmotion_handoff_timer(con, vm->timer_us);
-	}
-	if (m->has_held) {
-		if (con->held == NULL)
-			con->held = evbuffer_new();
-		evbuffer_add(con->held, m->held.data, m->held.len);
-	}
-	ring_free(&con->history);
-	ring_init(&con->history, server_conf->console_history);
-	ring_restore(&con->history, m->ring.data, m->ring.len, m->ring_end);
-	if (con->log != NULL) {
-		logfile_free(con->log);
-		con->log = NULL;
-	}
-	if (m->log_path != NULL && *m->log_path != '\0')
-		con->log = logfile_new(m->log_path);
-	con->created = m->created;
-	con->connected = m->connected;
-	con->left = m->left;
-	con->input_notice = m->input_notice;
-	free(con->owner);
-	con->owner = m->owner != NULL && *m->owner != '\0' ?
-	    xstrdup(m->owner) : NULL;
-	free(con->rstate);
-	con->rstate = m->rstate != NULL && *m->rstate != '\0' ?
-	    xstrdup(m->rstate) : NULL;
-	con->rsince = m->rsince;
-	con->vmotions = m->vmotions;
-	con->input_dropped = m->input_dropped;
-	vspc__handoff__console__free_unpacked(m, NULL);
-	return (0);
 }

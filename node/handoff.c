@@ -60,7 +60,6 @@
 #include <unistd.h>
 
 #include "vspcd.h"
-#include "store.h"
 #include "proto/handoff.pb-c.h"
 
 #ifdef HAVE_SYSTEMD
@@ -101,6 +100,10 @@ static char			**handoff_argv;
 static char			*handoff_exe;
 static int			 handoff_sock = -1;	/* New side. */
 static int			 handoff_started;	/* New side. */
+
+/* The modules taking part, in the order their records are written. */
+static const struct handoff_module *handoff_modules[HANDOFF_REC_MAX];
+static u_int			 handoff_nmodules;
 
 static void	handoff_fail(const char *, ...)
 		    __attribute__((__format__ (printf, 1, 2)));
@@ -148,6 +151,35 @@ handoff_free(void)
 	handoff_argv = NULL;
 	free(handoff_exe);
 	handoff_exe = NULL;
+}
+
+/*
+ * Add a module to the hand-over.  Records are written, and so read, in
+ * the order of registration; registering a module again does nothing.
+ */
+void
+handoff_register(const struct handoff_module *hm)
+{
+	u_int	i;
+
+	for (i = 0; i < handoff_nmodules; i++) {
+		if (handoff_modules[i] == hm)
+			return;
+		if (handoff_modules[i]->rec == hm->rec)
+			fatalx("%s: %s and %s both read record type %u",
+			    __func__, handoff_modules[i]->name, hm->name,
+			    hm->rec);
+	}
+	if (handoff_nmodules == HANDOFF_REC_MAX)
+		fatalx("%s: too many modules", __func__);
+	handoff_modules[handoff_nmodules++] = hm;
+}
+
+/* Whether a module takes part in this hand-over. */
+static int
+handoff_module_enabled(const struct handoff_module *hm)
+{
+	return (hm->enabled == NULL || hm->enabled());
 }
 
 /* Started by a hand-over. */
@@ -230,34 +262,6 @@ handoff_take_fd(struct handoff *h, int idx)
 	fd = h->fds[idx];
 	h->fds[idx] = -1;
 	return (fd);
-}
-
-/* Microseconds until a timer fires; -1 if it is not armed. */
-int64_t
-handoff_timer_left(const struct event *ev)
-{
-	struct timeval	tv, now;
-	int64_t		us;
-
-	if (ev == NULL || !evtimer_pending(ev, &tv))
-		return (-1);
-	gettimeofday(&now, NULL);
-	us = ((int64_t)tv.tv_sec - now.tv_sec) * 1000000 +
-	    (tv.tv_usec - now.tv_usec);
-	return (us < 0 ? 0 : us);
-}
-
-/* Arm a timer for us microseconds (nothing if us is negative). */
-void
-handoff_timer_set(struct event *ev, int64_t us)
-{
-	struct timeval	tv;
-
-	if (ev == NULL || us < 0)
-		return;
-	tv.tv_sec = us / 1000000;
-	tv.tv_usec = us % 1000000;
-	evtimer_add(ev, &tv);
 }
 
 /* Copy an evbuffer's bytes into a protobuf bytes field (caller frees). */
@@ -435,11 +439,14 @@ handoff_recv_msg(int sock, int ms, int **fds, u_int *nfds, const char **why)
 static void
 handoff_pause(int on)
 {
-	server_handoff_pause(on);
-	vmconn_handoff_pause(on);
-	client_handoff_pause(on);
-	control_handoff_pause(on);
-	proxy_handoff_pause(on);
+	const struct handoff_module	*hm;
+	u_int				 i;
+
+	for (i = 0; i < handoff_nmodules; i++) {
+		hm = handoff_modules[i];
+		if (hm->pause != NULL && handoff_module_enabled(hm))
+			hm->pause(on);
+	}
 }
 
 static void
@@ -452,6 +459,7 @@ handoff_job_free(int kill_child)
 		return;
 	if (j->quiescing) {
 		j->quiescing = 0;
+		core_quiescing = 0;
 		handoff_pause(0);
 	}
 	if (j->ev != NULL)
@@ -499,32 +507,13 @@ handoff_fail(const char *fmt, ...)
 static int
 handoff_busy(char *why, size_t len)
 {
-	struct vmconn	*v;
-	struct console	*con;
+	const struct handoff_module	*hm;
+	u_int				 i;
 
-	if (server_store->inflight != 0) {
-		snprintf(why, len, "%u store commands in flight",
-		    server_store->inflight);
-		return (1);
-	}
-	TAILQ_FOREACH(v, &all_vmconns, gentry) {
-		if (v->references != 0 || (v->flags & VMCONN_PEERING)) {
-			snprintf(why, len, "vm conn %u waits for the store",
-			    v->id);
-			return (1);
-		}
-	}
-	TAILQ_FOREACH(con, &all_consoles, gentry) {
-		if (con->vmotion.state == VMOTION_WAIT_STORE) {
-			snprintf(why, len, "console %s: vMotion token being "
-			    "stored", con->key);
-			return (1);
-		}
-	}
-	if (cluster_enabled()) {
-		if (peer_handoff_busy(why, len))
-			return (1);
-		if (cluster_handoff_busy(why, len))
+	for (i = 0; i < handoff_nmodules; i++) {
+		hm = handoff_modules[i];
+		if (hm->busy != NULL && handoff_module_enabled(hm) &&
+		    hm->busy(why, len))
 			return (1);
 	}
 	return (0);
@@ -533,17 +522,13 @@ handoff_busy(char *why, size_t len)
 static int
 handoff_save_all(struct handoff *h)
 {
-	server_handoff_save(h);
-	if (!server_store->shared)
-		store_local_handoff_save(server_store, h);
-	console_handoff_save(h);
-	vmconn_handoff_save(h);
-	client_handoff_save(h);
-	control_handoff_save(h);
-	proxy_handoff_save(h);
-	if (cluster_enabled()) {
-		peer_handoff_save(h);
-		cluster_handoff_save(h);
+	const struct handoff_module	*hm;
+	u_int				 i;
+
+	for (i = 0; i < handoff_nmodules; i++) {
+		hm = handoff_modules[i];
+		if (hm->save != NULL && handoff_module_enabled(hm))
+			hm->save(h);
 	}
 	return (h->failed ? -1 : 0);
 }
@@ -731,6 +716,7 @@ handoff_hello_cb(evutil_socket_t fd, short events, void *arg)
 	event_del(j->ev);
 	evtimer_del(j->timer);
 	j->quiescing = 1;
+	core_quiescing = 1;
 	j->deadline = server_monotime_us() + HANDOFF_QUIESCE_MS * 1000ULL;
 	handoff_pause(1);
 	/* Let what was read this turn finish first. */
@@ -868,36 +854,43 @@ static int
 handoff_restore_record(struct handoff *h, uint32_t type, const uint8_t *data,
     size_t len, char **err)
 {
-	switch (type) {
-	case HANDOFF_REC_SERVER:
-		return (server_handoff_restore(h, data, len, err));
-	case HANDOFF_REC_STORE:
-		if (server_store->shared)
+	const struct handoff_module	*hm;
+	u_int				 i;
+
+	for (i = 0; i < handoff_nmodules; i++) {
+		hm = handoff_modules[i];
+		if (hm->rec != type)
+			continue;
+		if (hm->restore == NULL || !handoff_module_enabled(hm))
 			return (0);
-		return (store_local_handoff_restore(server_store, data, len,
-		    err));
-	case HANDOFF_REC_CONSOLE:
-		return (console_handoff_restore(h, data, len, err));
-	case HANDOFF_REC_VMCONN:
-		return (vmconn_handoff_restore(h, data, len, err));
-	case HANDOFF_REC_CLIENT:
-		return (client_handoff_restore(h, data, len, err));
-	case HANDOFF_REC_CONTROL:
-		return (control_handoff_restore(h, data, len, err));
-	case HANDOFF_REC_PROXY:
-		return (proxy_handoff_restore(h, data, len, err));
-	case HANDOFF_REC_PEER:
-		if (!cluster_enabled())
-			return (0);
-		return (peer_handoff_restore(h, data, len, err));
-	case HANDOFF_REC_CLUSTER:
-		if (!cluster_enabled())
-			return (0);
-		return (cluster_handoff_restore(h, data, len, err));
-	default:
-		/* A newer writer's record this version does not know. */
-		log_debug("upgrade: record type %u skipped", type);
-		return (0);
+		return (hm->restore(h, data, len, err));
+	}
+	/* A newer writer's record this version does not know. */
+	log_debug("upgrade: record type %u skipped", type);
+	return (0);
+}
+
+/*
+ * After the commit, in order, except that those marked to go last (the
+ * control socket, which may answer the requester over a peer link) wait
+ * for the others.
+ */
+static void
+handoff_resume_all(void)
+{
+	const struct handoff_module	*hm;
+	u_int				 i;
+	int				 last;
+
+	for (last = 0; last <= 1; last++) {
+		for (i = 0; i < handoff_nmodules; i++) {
+			hm = handoff_modules[i];
+			if (hm->resume == NULL ||
+			    ((hm->flags & HANDOFF_RESUME_LAST) != 0) != last)
+				continue;
+			if (handoff_module_enabled(hm))
+				hm->resume();
+		}
 	}
 }
 
@@ -1011,11 +1004,7 @@ handoff_restore_run(void)
 	handoff_sock = -1;
 	handoff_started = 0;
 
-	if (cluster_enabled()) {
-		peer_handoff_resume();
-		cluster_handoff_resume();
-	}
-	control_handoff_resume();
+	handoff_resume_all();
 	log_info("upgrade: this process (%d) serves now", (int)getpid());
 #ifdef HAVE_SYSTEMD
 	sd_notifyf(0, "READY=1\nMAINPID=%d", (int)getpid());

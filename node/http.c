@@ -26,8 +26,8 @@
  * still serves the consoles it holds; vspcd_store_connected shows it.
  *
  * One evhttp serves every address.  Addresses are kept one by one, like
- * server.c's listeners, so that a reload opens and closes only those
- * that changed; if one cannot be opened, nothing changes.
+ * server-listen.c's listeners, so that a reload opens and closes only
+ * those that changed; if one cannot be opened, nothing changes.
  */
 
 #include <errno.h>

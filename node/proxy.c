@@ -443,7 +443,7 @@ proxy_shutdown(void)
 }
 
 /* Hot upgrade: stop (1) or resume (0) reading headers. */
-void
+static void
 proxy_handoff_pause(int on)
 {
 	struct proxy_conn	*pc;
@@ -457,7 +457,7 @@ proxy_handoff_pause(int on)
 }
 
 /* Hot upgrade: the connections still waiting for their header. */
-void
+static void
 proxy_handoff_save(struct handoff *h)
 {
 	Vspc__Handoff__Proxy	 m;
@@ -472,13 +472,13 @@ proxy_handoff_save(struct handoff *h)
 		m.ss.len = sizeof pc->ss;
 		m.buf.data = pc->buf;
 		m.buf.len = pc->len;
-		m.timer_us = handoff_timer_left(pc->timer);
+		m.timer_us = core_timer_left(pc->timer);
 		handoff_add_msg(h, HANDOFF_REC_PROXY, &m.base);
 	}
 }
 
 /* Hot upgrade: wait for the header again where the old process was. */
-int
+static int
 proxy_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
     char **err)
 {
@@ -511,8 +511,16 @@ proxy_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
 	pc->timer = evtimer_new(server_base, proxy_timeout_cb, pc);
 	TAILQ_INSERT_TAIL(&proxy_conns, pc, entry);
 	event_add(pc->ev, NULL);
-	handoff_timer_set(pc->timer, m->timer_us >= 0 ? m->timer_us :
+	core_timer_set(pc->timer, m->timer_us >= 0 ? m->timer_us :
 	    PROXY_TIMEOUT * 1000000LL);
 	vspc__handoff__proxy__free_unpacked(m, NULL);
 	return (0);
 }
+
+const struct handoff_module proxy_handoff_module = {
+	.name = "proxy",
+	.rec = HANDOFF_REC_PROXY,
+	.pause = proxy_handoff_pause,
+	.save = proxy_handoff_save,
+	.restore = proxy_handoff_restore
+};

@@ -46,10 +46,8 @@
 #include <string.h>
 
 #include "vspcd.h"
-#include "proto/handoff.pb-c.h"
 
 /* Initial subnegotiation buffer; it doubles up to sb_max. */
-#define TELNET_SB_INITIAL	64
 
 /* Replies built on the stack up to this size, else on the heap. */
 #define TELNET_SB_STACK		512
@@ -109,58 +107,6 @@ telnet_free(struct telnet *t)
 	t->sb_buf = NULL;
 	t->sb_size = 0;
 	t->sb_len = 0;
-}
-
-/*
- * Hot upgrade: describe the codec's state in m.  m points into t: use it
- * before t changes.
- */
-void
-telnet_handoff_save(const struct telnet *t, Vspc__Handoff__Telnet *m)
-{
-	m->state = t->state;
-	m->verb = t->verb;
-	m->sb_opt = t->sb_opt;
-	m->us.data = (uint8_t *)t->us;
-	m->us.len = TOI_MAX;
-	m->him.data = (uint8_t *)t->him;
-	m->him.len = TOI_MAX;
-	m->accept_us = t->accept_us;
-	m->accept_him = t->accept_him;
-	m->sb_max = t->sb_max;
-	m->sb.data = t->sb_buf;
-	m->sb.len = t->sb_buf != NULL ? t->sb_len : 0;
-}
-
-/* Hot upgrade: set an initialised codec's state from m. */
-void
-telnet_handoff_restore(struct telnet *t, const Vspc__Handoff__Telnet *m)
-{
-	size_t	i;
-
-	t->state = m->state < TP_MAX ? m->state : TP_DATA;
-	t->verb = m->verb;
-	t->sb_opt = m->sb_opt;
-	for (i = 0; i < TOI_MAX && i < m->us.len; i++)
-		t->us[i] = m->us.data[i];
-	for (i = 0; i < TOI_MAX && i < m->him.len; i++)
-		t->him[i] = m->him.data[i];
-	t->accept_us = m->accept_us;
-	t->accept_him = m->accept_him;
-	if (m->sb_max != 0)
-		t->sb_max = m->sb_max;
-	free(t->sb_buf);
-	t->sb_buf = NULL;
-	t->sb_size = t->sb_len = 0;
-	if (t->state == TP_SB || t->state == TP_SB_IAC ||
-	    t->state == TP_SB_OPT || m->sb.len != 0) {
-		t->sb_size = m->sb.len > TELNET_SB_INITIAL ? m->sb.len :
-		    TELNET_SB_INITIAL;
-		t->sb_buf = xmalloc(t->sb_size);
-		if (m->sb.len != 0)
-			memcpy(t->sb_buf, m->sb.data, m->sb.len);
-		t->sb_len = m->sb.len;
-	}
 }
 
 /* Index of an option in us[]/him[], or -1 if the codec does not track it. */

@@ -39,7 +39,6 @@
 
 #include "vspcd.h"
 #include "store.h"
-#include "proto/handoff.pb-c.h"
 
 struct vmconns		 all_vmconns = TAILQ_HEAD_INITIALIZER(all_vmconns);
 u_int			 nvmconns;
@@ -60,6 +59,7 @@ static const char vmconn_not_esxi[] = "This is a VMware virtual serial port "
     "concentrator; people use the console port.\r\n";
 
 static void	vmconn_read_cb(evutil_socket_t, short, void *);
+static void	vmconn_reap_later(void);
 static void	vmconn_write_cb(evutil_socket_t, short, void *);
 static void	vmconn_uncork(struct vmconn *);
 static void	vmconn_timeout_cb(evutil_socket_t, short, void *);
@@ -103,7 +103,7 @@ vmconn_create(int fd, const struct sockaddr *sa)
 	v->fd = fd;
 	v->role = VMCONN_UNBOUND;
 	v->created = server_now;
-	/* The per-source slot server.c took for this connection. */
+	/* The slot server-listen.c took for this connection. */
 	v->limit = server_accept_slot;
 	server_accept_slot = NULL;
 	addr_fmt(sa, v->addr, sizeof v->addr);
@@ -173,7 +173,36 @@ vmconn_close(struct vmconn *v, const char *reason)
 		event_del(v->ev_write);
 	vmconn_settled(v);
 	TAILQ_INSERT_TAIL(&dead_vmconns, v, dentry);
-	server_reap_later();
+	vmconn_reap_later();
+}
+
+/* Free dead connections at the end of this loop turn. */
+static struct event	*vmconn_reaper;
+
+static void
+vmconn_reap_cb(evutil_socket_t fd, short events, void *arg)
+{
+	vmconn_reap(NULL);
+}
+
+static void
+vmconn_reap_later(void)
+{
+	if (vmconn_reaper == NULL)
+		vmconn_reaper = event_new(server_base, -1, 0, vmconn_reap_cb,
+		    NULL);
+	if (!event_pending(vmconn_reaper, EV_TIMEOUT, NULL))
+		event_active(vmconn_reaper, EV_TIMEOUT, 0);
+}
+
+/* At exit: the dead are gone, and so is the reaper. */
+void
+vmconn_reap_stop(void)
+{
+	vmconn_reap(NULL);
+	if (vmconn_reaper != NULL)
+		event_free(vmconn_reaper);
+	vmconn_reaper = NULL;
 }
 
 /* Free dead connections (once per loop turn, and only once unused). */
@@ -412,7 +441,7 @@ vmconn_release_held(struct vmconn *v)
 	if (v->flags & VMCONN_READ_OFF) {
 		v->flags &= ~VMCONN_READ_OFF;
 		/* While quiescing for an upgrade, reading stays off. */
-		if (!handoff_in_progress())
+		if (!core_quiescing)
 			event_add(v->ev_read, NULL);
 	}
 }
@@ -473,10 +502,10 @@ vmconn_claimed(enum store_status st, uint64_t epoch, void *arg)
 	}
 	if (st == STORE_OK) {
 		con->epoch = epoch;
-		cluster_console_changed(con);
+		core_hooks->console_changed(con);
 	} else if (st == STORE_UNAVAILABLE && con->vm != NULL &&
 	    !(con->flags & CONSOLE_REMOTE))
-		cluster_claim_later(con, con->epoch);
+		core_hooks->claim_later(con, con->epoch);
 	else
 		log_warnx("console %s: ownership not recorded: %s", con->key,
 		    store_status_string(st));
@@ -538,7 +567,7 @@ vmconn_try_bind(struct vmconn *v)
 	    con->name, v->addr, v->uri);
 	vmconn_release_held(v);
 	vmconn_claim(con);
-	cluster_console_bound(con);
+	core_hooks->console_bound(con);
 }
 
 static void
@@ -725,164 +754,47 @@ vmconn_tn_output(void *arg, const u_char *buf, size_t len)
 	vmconn_write_raw(arg, buf, len);
 }
 
-/* Hot upgrade: stop (1) or resume (0) reading from every host. */
-void
-vmconn_handoff_pause(int on)
+/*
+ * Hot upgrade: a connection to rebuild from its record, its codec ready
+ * for the saved state.  vmconn_adopted() puts it to work.
+ */
+struct vmconn *
+vmconn_adopt(u_int id, int fd)
 {
 	struct vmconn	*v;
 
-	TAILQ_FOREACH(v, &all_vmconns, gentry) {
-		if (v->flags & (VMCONN_DEAD|VMCONN_READ_OFF))
-			continue;
-		if (on)
-			event_del(v->ev_read);
-		else
-			event_add(v->ev_read, NULL);
-	}
-}
-
-/* Hot upgrade: every live connection, its codec and its buffers. */
-void
-vmconn_handoff_save(struct handoff *h)
-{
-	Vspc__Handoff__Vmconn	 m;
-	Vspc__Handoff__Telnet	 tn;
-	struct vmconn		*v;
-	struct console		*con;
-
-	TAILQ_FOREACH(v, &all_vmconns, gentry) {
-		if (v->flags & VMCONN_DEAD)
-			continue;
-		vspc__handoff__vmconn__init(&m);
-		vspc__handoff__telnet__init(&tn);
-		m.id = v->id;
-		m.fd = handoff_add_fd(h, v->fd);
-		m.role = v->role;
-		m.flags = v->flags & ~(VMCONN_WRITE_WAIT|VMCONN_CORK);
-		telnet_handoff_save(&v->tn, &tn);
-		m.tn = &tn;
-		m.uuid.data = v->uuid;
-		m.uuid.len = UUID_LEN;
-		m.have_uuid = v->have_uuid;
-		if (v->name != NULL) {
-			m.name = v->name;
-			m.has_name = 1;
-		}
-		if (v->uri != NULL) {
-			m.uri = v->uri;
-			m.has_uri = 1;
-		}
-		if (v->label != NULL) {
-			m.label = v->label;
-			m.has_label = 1;
-		}
-		m.direction = v->direction;
-		if ((con = v->console) != NULL) {
-			m.console = con->key;
-			m.current = con->vm == v;
-			m.vmotion_src = con->vmotion.src == v;
-			m.vmotion_dst = con->vmotion.dst == v;
-		}
-		m.vmotion_id = v->vmotion_id;
-		m.addr = v->addr;
-		m.created = v->created;
-		m.bytes_in = v->bytes_in;
-		m.bytes_out = v->bytes_out;
-		handoff_evbuffer_bytes(v->out, &m.out);
-		if (v->held != NULL) {
-			m.has_held = 1;
-			handoff_evbuffer_bytes(v->held, &m.held);
-		}
-		m.timeout_us = handoff_timer_left(v->ev_timeout);
-		handoff_add_msg(h, HANDOFF_REC_VMCONN, &m.base);
-		free(m.out.data);
-		free(m.held.data);
-	}
-}
-
-/* Hot upgrade: rebuild a connection and link it to its console. */
-int
-vmconn_handoff_restore(struct handoff *h, const uint8_t *data, size_t len,
-    char **err)
-{
-	Vspc__Handoff__Vmconn	*m;
-	struct vmconn		*v;
-	struct console		*con = NULL;
-	int			 fd;
-
-	if ((m = vspc__handoff__vmconn__unpack(NULL, len, data)) == NULL) {
-		*err = xstrdup("malformed vm connection record");
-		return (-1);
-	}
-	if ((fd = handoff_take_fd(h, m->fd)) == -1) {
-		xasprintf(err, "vm conn %u: no descriptor", m->id);
-		vspc__handoff__vmconn__free_unpacked(m, NULL);
-		return (-1);
-	}
-	if (m->console != NULL && *m->console != '\0' &&
-	    (con = console_find(m->console)) == NULL) {
-		xasprintf(err, "vm conn %u: console %s unknown", m->id,
-		    m->console);
-		close(fd);
-		vspc__handoff__vmconn__free_unpacked(m, NULL);
-		return (-1);
-	}
 	v = xcalloc(1, sizeof *v);
-	v->id = m->id;
+	v->id = id;
 	if (v->id > vmconn_next_id)
 		vmconn_next_id = v->id;
 	v->fd = fd;
-	v->role = m->role < VMCONN_ROLE_MAX ? m->role : VMCONN_REFUSED;
-	v->flags = m->flags;
-	telnet_init(&v->tn, &vmconn_telnet_ops, v, 0, 0, server_conf->vm_sb_max);
-	if (m->tn != NULL)
-		telnet_handoff_restore(&v->tn, m->tn);
-	if (m->uuid.len == UUID_LEN)
-		memcpy(v->uuid, m->uuid.data, UUID_LEN);
-	v->have_uuid = m->have_uuid;
-	v->name = m->has_name ? xstrdup(m->name) : NULL;
-	v->uri = m->has_uri ? xstrdup(m->uri) : NULL;
-	v->label = m->has_label ? xstrdup(m->label) : NULL;
-	v->direction = m->direction;
-	v->console = con;
-	if (con != NULL) {
-		if (m->current)
-			con->vm = v;
-		if (m->vmotion_src)
-			con->vmotion.src = v;
-		if (m->vmotion_dst)
-			con->vmotion.dst = v;
-	}
-	v->vmotion_id = m->vmotion_id;
-	snprintf(v->addr, sizeof v->addr, "%s", m->addr);
-	/* Its per-source slot again, never refused: it is already here. */
-	v->limit = server_limit_take(LISTEN_VM, v->addr);
-	v->created = m->created;
-	v->bytes_in = m->bytes_in;
-	v->bytes_out = m->bytes_out;
-	if (m->has_held) {
-		v->held = evbuffer_new();
-		evbuffer_add(v->held, m->held.data, m->held.len);
-	}
+	telnet_init(&v->tn, &vmconn_telnet_ops, v, 0, 0,
+	    server_conf->vm_sb_max);
+	return (v);
+}
+
+/*
+ * Hot upgrade: serve a rebuilt connection: its events, what it still has
+ * to send, its negotiation timeout (timeout_us left, -1 for none).
+ */
+void
+vmconn_adopted(struct vmconn *v, int64_t timeout_us)
+{
 	/* Nothing runs before COMMIT: the events may be added now. */
-	v->ev_read = event_new(server_base, fd, EV_READ|EV_PERSIST,
+	v->ev_read = event_new(server_base, v->fd, EV_READ|EV_PERSIST,
 	    vmconn_read_cb, v);
 	if (!(v->flags & VMCONN_READ_OFF))
 		event_add(v->ev_read, NULL);
-	if (m->out.len != 0) {
-		v->out = evbuffer_new();
-		evbuffer_add(v->out, m->out.data, m->out.len);
-		v->ev_write = event_new(server_base, fd, EV_WRITE,
+	if (v->out != NULL) {
+		v->ev_write = event_new(server_base, v->fd, EV_WRITE,
 		    vmconn_write_cb, v);
 		v->flags |= VMCONN_WRITE_WAIT;
 		event_add(v->ev_write, NULL);
 	}
-	if (m->timeout_us >= 0 && v->role == VMCONN_UNBOUND) {
+	if (timeout_us >= 0 && v->role == VMCONN_UNBOUND) {
 		v->ev_timeout = evtimer_new(server_base, vmconn_timeout_cb, v);
-		handoff_timer_set(v->ev_timeout, m->timeout_us);
+		core_timer_set(v->ev_timeout, timeout_us);
 	}
 	TAILQ_INSERT_TAIL(&all_vmconns, v, gentry);
 	nvmconns++;
-	vspc__handoff__vmconn__free_unpacked(m, NULL);
-	return (0);
 }

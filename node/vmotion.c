@@ -295,7 +295,8 @@ vmotion_peered(enum store_status st, const struct store_token *val,
 	}
 	if (strcmp(val->node, server_conf->node_id) != 0) {
 		/* The source is on another node of the cluster. */
-		if (cluster_vmotion_peer(v, tok, toklen, val) == -1) {
+		if (core_hooks->vmotion_peer(v, tok, toklen,
+		    val) == -1) {
 			server_stats.vmotion_peer_bad++;
 			vmconn_close(v, "vMotion source unreachable");
 		} else {
@@ -390,7 +391,7 @@ vmotion_complete(struct vmconn *v, const u_char *seq, size_t len)
 	}
 	if (con->flags & CONSOLE_REMOTE) {
 		/* The source is on another node: take the console over. */
-		cluster_vmotion_complete(v);
+		core_hooks->vmotion_complete(v);
 		return;
 	}
 	server_stats.vmotion_complete++;
@@ -453,7 +454,7 @@ vmotion_cancel(struct console *con, const char *why)
 
 	if (m->state == VMOTION_NONE)
 		return;
-	cluster_vmotion_cancelled(con, why);
+	core_hooks->vmotion_cancelled(con, why);
 	vmotion_hex(m->seq, m->seqlen, hex, sizeof hex);
 	if (con->flags & CONSOLE_REMOTE) {
 		/* We were the destination of another node's vMotion. */
@@ -481,7 +482,7 @@ vmotion_cancel(struct console *con, const char *why)
 	}
 	con->vm = src;
 	vmotion_finish(con);
-	cluster_recheck(con);
+	core_hooks->recheck(con);
 	if (src == NULL) {
 		con->connected = 0;
 		if (con->nclients == 0)
@@ -531,7 +532,7 @@ vmotion_next(int set, uint64_t v)
 
 /* Hot upgrade: the vMotion timer of a restored console. */
 void
-vmotion_handoff_timer(struct console *con, int64_t us)
+vmotion_restore_timer(struct console *con, int64_t us)
 {
 	if (us < 0) {
 		/* No timer was pending: a vMotion must end all the same. */
@@ -543,5 +544,5 @@ vmotion_handoff_timer(struct console *con, int64_t us)
 	if (con->vmotion.timer == NULL)
 		con->vmotion.timer = evtimer_new(server_base, vmotion_timer_cb,
 		    con);
-	handoff_timer_set(con->vmotion.timer, us);
+	core_timer_set(con->vmotion.timer, us);
 }

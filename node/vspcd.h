@@ -137,6 +137,7 @@ struct store_token;
  * any other option is refused.
  */
 #define TELNET_SB_MAX_DEFAULT	4096
+#define TELNET_SB_INITIAL	64	/* First size of the SB buffer. */
 
 /* Options whose state the codec tracks; index into us[]/him[]. */
 enum telnet_optidx {
@@ -552,6 +553,21 @@ struct client_proto {
 	 */
 	void		 (*attached)(struct client *, enum attach_result,
 			     const char *);
+	/*
+	 * A client with no socket of its own (a person on another node):
+	 * where its messages go and how its console output is sent.  NULL:
+	 * client.c writes to the socket.
+	 */
+	void		 (*write)(struct client *, const void *, size_t);
+	void		 (*flush)(struct client *);
+	/*
+	 * Hot upgrade: pack the proto_data into the kind's message in
+	 * proto/handoff.proto, and rebuild it (-1: malformed).  NULL: no
+	 * state.
+	 */
+	size_t		 (*handoff_pack)(struct client *, uint8_t **);
+	int		 (*handoff_unpack)(struct client *, const uint8_t *,
+			     size_t);
 };
 
 struct client {
@@ -594,7 +610,7 @@ struct client {
 	uint64_t		 bytes_out;
 	uint64_t		 skipped;
 
-	void			*cluster;	/* cluster.c's channel state. */
+	void			*cluster;	/* Channel state (cluster-int.h). */
 	uint64_t		 stream;	/* Stream of off, when resumed. */
 	struct limit_slot	*limit;		/* Per-source slot, or NULL. */
 
@@ -610,6 +626,7 @@ struct client	*client_create(int, enum client_kind, const struct client_proto *,
 		     const struct sockaddr *);
 void		 client_close(struct client *, const char *);
 void		 client_reap(struct client *);
+void		 client_reap_stop(void);
 void		 client_write(struct client *, const void *, size_t);
 void		 client_write_data(struct client *, const void *, size_t);
 void		 client_printf(struct client *, const char *, ...)
@@ -620,6 +637,7 @@ void		 client_input_to_vm(struct client *, const u_char *, size_t);
 void		 client_check_stuck(time_t);
 void		 client_shutdown(const char *);
 const char	*client_mode_name(const struct client *);
+void		 client_adopted(struct client *);
 
 /*
  * A VM serial port.  Keyed by VC UUID and optional label ("UUID" or
@@ -800,6 +818,7 @@ extern u_int		 nvmconns;
 struct vmconn	*vmconn_create(int, const struct sockaddr *);
 void		 vmconn_close(struct vmconn *, const char *);
 void		 vmconn_reap(struct vmconn *);
+void		 vmconn_reap_stop(void);
 void		 vmconn_write(struct vmconn *, const u_char *, size_t);
 void		 vmconn_send_vmware(struct vmconn *, u_char, const u_char *,
 		     size_t);
@@ -807,6 +826,8 @@ size_t		 vmconn_pending(const struct vmconn *);
 void		 vmconn_send_break(struct vmconn *);
 void		 vmconn_release_held(struct vmconn *);
 void		 vmconn_claim(struct console *);
+struct vmconn	*vmconn_adopt(u_int, int);
+void		 vmconn_adopted(struct vmconn *, int64_t);
 
 /* vmotion.c */
 void		 vmotion_begin(struct vmconn *, const u_char *, size_t);
@@ -816,6 +837,55 @@ void		 vmotion_abort(struct vmconn *);
 void		 vmotion_conn_lost(struct console *, struct vmconn *);
 void		 vmotion_cancel(struct console *, const char *);
 const char	*vmotion_state_name(enum vmotion_state);
+
+/*
+ * core.c: the narrow interface between the core (telnet, vmconn, vmotion,
+ * console, ring, logfile, client) and the layers above it.  A section of
+ * this header rather than a header of its own: the hooks take the core's
+ * own structures, declared above, and nothing but the core and the files
+ * that install a table use it.
+ *
+ * core_hooks: what the core asks of the cluster.  It starts as the table
+ * of a node on its own (no-ops, nothing forwarded or owned elsewhere);
+ * cluster_start() installs cluster.c's (cluster-hooks.c).
+ */
+struct core_hooks {
+	/* A console's state changed: publish its record. */
+	void	 (*console_changed)(struct console *);
+	/* Its VM is bound here: people forwarded to it are served here. */
+	void	 (*console_bound)(struct console *);
+	/* The store could not record the claim (epoch known): retry. */
+	void	 (*claim_later)(struct console *, uint64_t);
+	/* A vMotion ended without moving: check who owns the console. */
+	void	 (*recheck)(struct console *);
+	/* Attach a person to a console another node owns. */
+	enum attach_result (*attach)(struct console *, struct client *,
+		     enum attach_mode);
+	/* Whether a person's console is served by another node. */
+	int	 (*client_forwarded)(const struct client *);
+	/* A person left: end its channel to another node, if any. */
+	void	 (*client_gone)(struct client *);
+	/* Bytes typed by a forwarded person, for the owner. */
+	void	 (*fwd_input)(struct client *, const u_char *, size_t);
+	/* A forwarded person's socket took bytes: return credit. */
+	void	 (*fwd_drained)(struct client *, size_t);
+	/* Output a forwarded person may have queued beyond its buffer. */
+	size_t	 (*fwd_window)(const struct client *);
+	/* vMotion with the source on another node: peer, complete. */
+	int	 (*vmotion_peer)(struct vmconn *, const u_char *, size_t,
+		     const struct store_token *);
+	void	 (*vmotion_complete)(struct vmconn *);
+	/* A vMotion with another node taking part was cancelled. */
+	void	 (*vmotion_cancelled)(struct console *, const char *);
+};
+extern const struct core_hooks *core_hooks;
+/* Set by handoff.c while a hot upgrade quiesces: reading stays off. */
+extern int	 core_quiescing;
+int64_t		 core_timer_left(const struct event *);
+void		 core_timer_set(struct event *, int64_t);
+
+/* cluster-hooks.c: cluster.c's core_hooks table. */
+void		 cluster_hooks_install(void);
 
 /* cmdline.c: the console port (people's telnet sessions). */
 extern const struct client_proto cmdline_proto;
@@ -850,7 +920,7 @@ const char	*peer_addr(const struct peer *);
 void		*peer_get_data(const struct peer *);
 void		 peer_set_data(struct peer *, void *);
 u_int		 peer_count(void);
-/* Framing, shared with the tests and the fuzz target. */
+/* peer-frame.c: framing, shared with the tests and the fuzz target. */
 int		 peer_frame_next(struct evbuffer *, size_t,
 		     struct Vspc__Envelope **, const char **);
 size_t		 peer_frame_add(struct evbuffer *,
@@ -862,7 +932,7 @@ void		 peer_set_test_timers(u_int, u_int);
 u_int		 peer_link_count(void);
 const char	*peer_last_close(void);
 /*
- * Hot upgrade: peer.c passes its own listeners, links and wants in its
+ * peer-handoff.c: hot upgrade.  The listeners, links and wants go in a
  * HANDOFF_REC_PEER record.  peer_adopt_listener serves a handed-over
  * listening socket (text as in peer_listen); one already adopted for the
  * same text makes it close the duplicate, so handoff.c may pass them too.
@@ -872,17 +942,22 @@ void		 peer_adopt_listener(int, const char *);
 /*
  * cluster.c: what makes several nodes one concentrator: console ownership
  * in the shared store, people forwarded to the owner over the peer link,
- * vMotion across nodes.  These hooks are called by peer.c.
+ * vMotion across nodes (cluster-*.c; cluster-int.h is their own).  The
+ * cluster_peer_* hooks are called by peer.c.
  */
 void		 cluster_peer_up(struct peer *);
 void		 cluster_peer_down(struct peer *);
 void		 cluster_peer_message(struct peer *, struct Vspc__Envelope *);
-/* The client_proto of CLIENT_REMOTE clients (hand-over restores them). */
-extern const struct client_proto cluster_remote_proto;
-
 void		 cluster_start(void);
 void		 cluster_stop(void);
 int		 cluster_enabled(void);
+void		 cluster_console_bound(struct console *);
+void		 cluster_console_changed(struct console *);
+void		 cluster_recheck(struct console *);
+void		 cluster_claim_later(struct console *, uint64_t);
+const char	*cluster_node_of(const struct console *);
+
+/* cluster-fwd.c: people here attached to a console of another node. */
 enum attach_result cluster_attach(struct console *, struct client *,
 		     enum attach_mode);
 enum attach_result cluster_attach_at(struct console *, struct client *,
@@ -898,23 +973,26 @@ size_t		 cluster_fwd_window(const struct client *);
 int		 cluster_fwd_mode(struct client *, enum attach_mode, u_int,
 		     int);
 int		 cluster_client_forwarded(const struct client *);
+
+/* cluster-remote.c: the owner serving people of other nodes. */
+/* The client_proto of CLIENT_REMOTE clients (hand-over restores them). */
+extern const struct client_proto cluster_remote_proto;
 void		 cluster_remote_flush(struct client *);
 void		 cluster_remote_write(struct client *, const void *, size_t);
-void		 cluster_console_bound(struct console *);
-void		 cluster_console_changed(struct console *);
+
+/* cluster-vmotion.c: vMotion across nodes. */
 int		 cluster_vmotion_peer(struct vmconn *, const u_char *, size_t,
 		     const struct store_token *);
 void		 cluster_vmotion_complete(struct vmconn *);
 void		 cluster_vmotion_cancelled(struct console *, const char *);
 void		 cluster_vmotion_dst_lost(struct console *);
-void		 cluster_recheck(struct console *);
-void		 cluster_claim_later(struct console *, uint64_t);
-const char	*cluster_node_of(const struct console *);
 
 /*
- * server.c.  Listener kinds: the first LISTEN_KIND_MAX are server.c's
- * own listeners (their numbers are in hand-over records: append only);
- * the others name listeners of other modules in refusal counters.
+ * server.c: the event loop, start-up and reload (server-*.c;
+ * server-int.h is their own).  Listener kinds: the first LISTEN_KIND_MAX
+ * are server-listen.c's own listeners (their numbers are in hand-over
+ * records: append only); the others name listeners of other modules in
+ * refusal counters.
  */
 enum listener_kind {
 	LISTEN_VM,
@@ -938,6 +1016,7 @@ enum server_refusal {
 };
 struct auth;
 struct limit_slot;
+/* server-state.c: the node's shared state (data, and the clock). */
 extern struct event_base	*server_base;
 extern struct auth		*server_auth;	/* NULL: no users_file. */
 extern struct limit_slot	*server_accept_slot;
@@ -947,19 +1026,24 @@ extern struct stats		 server_stats;
 extern time_t			 server_now;
 extern int			 server_debug;
 extern int			 server_draining;
+uint64_t	 server_monotime_us(void);
+/* server.c */
 int		 server_start(struct config *, int);
 int		 server_loop(void);
-void		 server_reap_later(void);
 int		 server_reload(char **);
 void		 server_set_overrides(char **, u_int);
-uint64_t	 server_monotime_us(void);
 void		 server_set_draining(int);
+
+/* server-listen.c: the listeners; admitting a connection at accept. */
 const char	*server_listener_name(u_int);
 const char	*server_refusal_name(u_int);
 void		 server_refused(u_int, enum server_refusal);
 void		 server_keepalive(int);
 int		 server_allowed(u_int, const struct sockaddr *, const char *);
 struct limit_slot *server_limit_take(u_int, const char *);
+u_int		 server_vm_listeners(void);
+void		 server_dispatch(int, const struct sockaddr *, u_int,
+		     const char *);
 
 /*
  * proxy.c: PROXY protocol v1 and v2 headers from the [vm]
@@ -971,7 +1055,6 @@ void		 proxy_accept(int, const struct sockaddr *, socklen_t, u_int,
 		     const char *, void (*)(int, const struct sockaddr *, u_int,
 		     const char *));
 void		 proxy_shutdown(void);
-u_int		 server_vm_listeners(void);
 
 /*
  * refuse.c: connections refused at accept on the console and
@@ -1006,13 +1089,15 @@ void		 http_shutdown(void);
 /*
  * control.c: the control socket (proto/control.proto) for vspcctl, a
  * read-only variant beside it, and requests relayed to and from other
- * nodes (ControlRelay in proto/vspc.proto).
+ * nodes (ControlRelay in proto/vspc.proto); control-*.c, control-int.h.
  */
 #define CTL_PROTOCOL		1
 struct Vspc__ControlRelay;
 struct Vspc__ControlRelayReply;
 int		 control_init(struct config *, char **);
 void		 control_shutdown(void);
+
+/* control-relay.c: requests relayed to and from other nodes. */
 void		 control_relay_request(struct peer *,
 		     const struct Vspc__ControlRelay *);
 void		 control_relay_reply(struct peer *,
@@ -1046,7 +1131,8 @@ void		 auth_verify(const struct auth *, const char *, const char *,
 /*
  * tls.c: TLS termination for the telnets listeners.  A connection's
  * handshake is done here; then it is relayed to a Unix socketpair whose
- * other end is served like a plain connection.
+ * other end is served like a plain connection (tls-*.c; tls-int.h is
+ * their own).
  */
 enum tls_listener {
 	TLS_LISTENER_VM,	/* [vm] tls_listen. */
@@ -1092,6 +1178,11 @@ void		 tls_connect(int, const struct sockaddr *, socklen_t, u_int,
 		     const char *, u_int, void (*)(int, const struct sockaddr *,
 		     u_int, const char *));
 void		 tls_shutdown(void);
+
+/*
+ * tls-process.c: the process the relays run in, and the main process's
+ * channel to it.
+ */
 int		 tls_process_start(char **);
 void		 tls_process_stop(void);
 int		 tls_channel(void);
@@ -1160,8 +1251,8 @@ enum handoff_rec {
 	HANDOFF_REC_CLIENT,
 	HANDOFF_REC_CONTROL,
 	HANDOFF_REC_PROXY,
-	HANDOFF_REC_PEER,	/* peer.c's own packed state. */
-	HANDOFF_REC_CLUSTER,	/* cluster.c's own packed state. */
+	HANDOFF_REC_PEER,	/* peer-handoff.c's packed state. */
+	HANDOFF_REC_CLUSTER,	/* cluster-handoff.c's packed state. */
 	HANDOFF_REC_MAX
 };
 struct handoff;
@@ -1177,31 +1268,50 @@ int		 handoff_in_progress(void);	/* Old side quiescing. */
 void		 handoff_start(const char *, void (*)(void *, int,
 		     const char *), void *);
 /*
- * Module hooks.  _busy: non-zero (and why) while something is in flight
- * that cannot be written down (a store reply, a peer request awaiting an
- * answer that has no record); the old node waits, bounded, for all to
- * be idle.  _save: write the module's records.  _restore: rebuild from
- * one record (called in order, before any socket is touched); _resume:
- * after the commit, arm events and timers.
+ * A module's part in the hand-over, one const entry in the module's own
+ * file; server_start registers them in the order their records are
+ * written and read.  Every hook may be NULL.  enabled: whether the
+ * module takes part at all (records of a module that does not are
+ * skipped).  pause: stop (1) or resume (0) reading and accepting while
+ * quiescing.  busy: non-zero (and why) while something is in flight
+ * that cannot be written down (a store reply, a peer request awaiting
+ * an answer that has no record); the old node waits, bounded, for all
+ * to be idle.  save: write the module's records.  restore: rebuild from
+ * one record of type rec (called in order, before any socket is
+ * touched).  resume: after the commit, arm events and timers.
  */
+struct handoff_module {
+	const char	*name;
+	enum handoff_rec rec;
+	int		 flags;
+#define HANDOFF_RESUME_LAST 0x1	/* Resume after every other module. */
+	int		(*enabled)(void);
+	void		(*pause)(int);
+	int		(*busy)(char *, size_t);
+	void		(*save)(struct handoff *);
+	int		(*restore)(struct handoff *, const uint8_t *, size_t,
+			    char **);
+	void		(*resume)(void);
+};
+void		 handoff_register(const struct handoff_module *);
+extern const struct handoff_module peer_handoff_module;
+extern const struct handoff_module cluster_handoff_module;
+/* Called directly by the peer link's unit test. */
 int		 peer_handoff_busy(char *, size_t);
 void		 peer_handoff_save(struct handoff *);
 int		 peer_handoff_restore(struct handoff *, const uint8_t *, size_t,
 		     char **);
 void		 peer_handoff_resume(void);
-int		 cluster_handoff_busy(char *, size_t);
-void		 cluster_handoff_save(struct handoff *);
-int		 cluster_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-void		 cluster_handoff_resume(void);
 /* Looking clients up by ID (IDs survive a hand-over). */
 struct client	*client_find(u_int);
-/* peer.c: serve an inherited peer listener (handed over with its fd). */
+/* peer-handoff.c: serve an inherited peer listener (with its fd). */
 void		 peer_adopt_listener(int, const char *);
 
 /*
- * handoff.c's own functions and the node-local modules' hooks.  _pause:
- * stop (1) or resume (0) reading and accepting while quiescing.
+ * handoff.c's own functions and the node-local modules' entries.  Those
+ * of the core's modules are in files of the hand-over layer beside them
+ * (telnet-handoff.c, console-handoff.c, vmconn-handoff.c,
+ * client-handoff.c), so that the core objects know nothing of it.
  */
 struct ProtobufCMessage;
 struct ProtobufCBinaryData;
@@ -1210,8 +1320,6 @@ void		 handoff_init(int, char **);
 void		 handoff_free(void);
 void		 handoff_add_msg(struct handoff *, enum handoff_rec,
 		     const struct ProtobufCMessage *);
-int64_t		 handoff_timer_left(const struct event *);
-void		 handoff_timer_set(struct event *, int64_t);
 void		 handoff_evbuffer_bytes(struct evbuffer *,
 		     struct ProtobufCBinaryData *);
 void		 handoff_forget(void *);
@@ -1221,49 +1329,19 @@ void		 telnet_handoff_save(const struct telnet *,
 		     struct Vspc__Handoff__Telnet *);
 void		 telnet_handoff_restore(struct telnet *,
 		     const struct Vspc__Handoff__Telnet *);
-void		 server_handoff_pause(int);
-void		 server_dispatch(int, const struct sockaddr *, u_int,
-		     const char *);
-void		 server_handoff_save(struct handoff *);
-int		 server_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-void		 console_handoff_save(struct handoff *);
-int		 console_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-void		 vmconn_handoff_pause(int);
-void		 vmconn_handoff_save(struct handoff *);
-int		 vmconn_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-void		 client_handoff_pause(int);
-void		 client_handoff_save(struct handoff *);
-int		 client_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-const struct client_proto *client_proto_find(const char *);
+extern const struct handoff_module server_handoff_module;
+extern const struct handoff_module server_store_handoff_module;
+extern const struct handoff_module console_handoff_module;
+extern const struct handoff_module vmconn_handoff_module;
+extern const struct handoff_module client_handoff_module;
 const struct client_proto *control_client_proto(const char *);
 int		 control_client_carried(const struct client *);
-void		 control_handoff_pause(int);
-void		 control_handoff_save(struct handoff *);
-int		 control_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-void		 control_handoff_resume(void);
-void		 proxy_handoff_pause(int);
-void		 proxy_handoff_save(struct handoff *);
-int		 proxy_handoff_restore(struct handoff *, const uint8_t *,
-		     size_t, char **);
-/*
- * Per-kind client state (proto_data): pack into / rebuild from the
- * kind's message in proto/handoff.proto.  NULL hooks: no state.
- */
-size_t		 cmdline_handoff_pack(struct client *, uint8_t **);
-int		 cmdline_handoff_unpack(struct client *, const uint8_t *,
-		     size_t);
-size_t		 compat_handoff_pack(struct client *, uint8_t **);
-int		 compat_handoff_unpack(struct client *, const uint8_t *,
-		     size_t);
+extern const struct handoff_module control_handoff_module;
+extern const struct handoff_module proxy_handoff_module;
 int		 http_handoff_fds(int *, char **, u_int);
 int		 http_adopt(int, const char *, char **);
 uint64_t	 vmotion_next(int, uint64_t);
-void		 vmotion_handoff_timer(struct console *, int64_t);
+void		 vmotion_restore_timer(struct console *, int64_t);
 
 /* Statistics, exported later by the metrics endpoint. */
 struct stats {

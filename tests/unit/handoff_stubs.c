@@ -48,18 +48,3 @@ handoff_add_msg(struct handoff *h, enum handoff_rec type,
 	(void)msg;
 	fatalx("%s: not in unit tests", __func__);
 }
-
-int64_t
-handoff_timer_left(const struct event *ev)
-{
-	(void)ev;
-	fatalx("%s: not in unit tests", __func__);
-}
-
-void
-handoff_timer_set(struct event *ev, int64_t us)
-{
-	(void)ev;
-	(void)us;
-	fatalx("%s: not in unit tests", __func__);
-}

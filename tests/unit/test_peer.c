@@ -15,7 +15,7 @@
  */
 
 /*
- * Unit tests for node/peer.c: framing (exact bytes, every split point,
+ * Unit tests for node/peer*.c: framing (exact bytes, every split point,
  * limits, garbage), the secret file, and real links in one process.
  *
  * Links run on socketpairs (peer_attach_fd) with each end given its own
@@ -119,6 +119,25 @@ handoff_take_fd(struct handoff *h, int i)
 	fd = ho_fds[i];
 	ho_fds[i] = -1;
 	return (fd);
+}
+
+/* Stub of node/handoff.c: copy a buffer's bytes into a record field. */
+void
+handoff_evbuffer_bytes(struct evbuffer *b, ProtobufCBinaryData *out)
+{
+	size_t	len = b != NULL ? evbuffer_get_length(b) : 0;
+
+	out->len = len;
+	out->data = xmalloc(len == 0 ? 1 : len);
+	if (len != 0 && evbuffer_copyout(b, out->data, len) != (ssize_t)len)
+		fail_msg("%s: evbuffer_copyout failed", __func__);
+}
+
+/* Stub of node/cluster.c: peer_handoff_module names it. */
+int
+cluster_enabled(void)
+{
+	return (1);
 }
 
 /* Stub of node/handoff.c. */

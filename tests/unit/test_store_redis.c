@@ -15,7 +15,7 @@
  */
 
 /*
- * Unit tests for node/store_redis.c against real redis-server processes,
+ * Unit tests for node/store-redis*.c against real redis-server processes,
  * started here on free loopback ports (the binary is $REDIS_SERVER; the
  * test is skipped, exit 77, without it).  The store runs on a real
  * event_base; every wait is a bounded loop on a condition, never a
