@@ -572,7 +572,7 @@ test_setup(void **state)
 		"log.dir=",
 		"control.socket=",
 		"node.id=core-test",
-		"vm.accept_uri=" TEST_URI,
+		("vm.accept_uri=" TEST_URI),
 	};
 	char			*err = NULL;
 	size_t			 i;
