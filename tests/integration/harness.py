@@ -67,6 +67,25 @@ def wait_for(pred, timeout=10.0, what="condition"):
                          (timeout, what))
 
 
+
+def read_to_close(sock, timeout=5.0):
+    """Everything the server sends on sock until it closes (sock is closed
+    afterwards); fails if it is not closed within timeout."""
+    sock.settimeout(timeout)
+    out = b""
+    try:
+        while True:
+            d = sock.recv(4096)
+            if not d:
+                return out
+            out += d
+    except socket.timeout:
+        raise AssertionError("connection not closed; got %r" % out)
+    except OSError:
+        return out
+    finally:
+        sock.close()
+
 class Node:
     """One vspcd process with its own ports, config and directories."""
 
