@@ -35,26 +35,6 @@
 #include "vspcd.h"
 #include "store.h"
 
-/* Bucket upper bounds in microseconds: 50 us to 5 s. */
-static const uint64_t metrics_bounds[METRICS_BUCKETS] = {
-	50, 100, 250, 500,
-	1000, 2500, 5000, 10000, 25000, 50000,
-	100000, 250000, 500000, 1000000, 2500000, 5000000
-};
-
-static struct metrics_hist {
-	const char	*name;
-	const char	*help;
-	uint64_t	 bucket[METRICS_BUCKETS];	/* Not cumulative. */
-	uint64_t	 count;
-	uint64_t	 sum_us;
-} metrics_hists[METRICS_HIST_MAX] = {
-	[METRICS_GOAHEAD] = { .name = "vspcd_vmotion_goahead_seconds",
-	    .help = "Time from VMOTION-BEGIN to VMOTION-GOAHEAD." },
-	[METRICS_PEER_OK] = { .name = "vspcd_vmotion_peer_ok_seconds",
-	    .help = "Time from VMOTION-PEER to VMOTION-PEER-OK." },
-};
-
 static time_t	metrics_started;
 
 static const char *metrics_kinds[CLIENT_KIND_MAX] = {
@@ -66,26 +46,6 @@ void
 metrics_init(void)
 {
 	metrics_started = time(NULL);
-}
-
-/* Record one latency, in microseconds. */
-void
-metrics_observe(enum metrics_hist_id id, uint64_t us)
-{
-	struct metrics_hist	*h;
-	u_int			 i;
-
-	if (id >= METRICS_HIST_MAX)
-		return;
-	h = &metrics_hists[id];
-	for (i = 0; i < METRICS_BUCKETS; i++) {
-		if (us <= metrics_bounds[i]) {
-			h->bucket[i]++;
-			break;
-		}
-	}
-	h->count++;
-	h->sum_us += us;
 }
 
 /* Microseconds as decimal seconds without trailing zeros ("0.00005"). */

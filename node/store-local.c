@@ -468,21 +468,3 @@ store_local_handoff_restore(struct store *s, const uint8_t *data, size_t len,
 	vspc__handoff__store__free_unpacked(m, NULL);
 	return (0);
 }
-
-/* Describe a store status for logs and people. */
-const char *
-store_status_string(enum store_status st)
-{
-	switch (st) {
-	case STORE_OK:
-		return ("ok");
-	case STORE_NOTFOUND:
-		return ("not found");
-	case STORE_CONFLICT:
-		return ("owned elsewhere");
-	case STORE_UNAVAILABLE:
-		return ("store unavailable");
-	default:
-		return ("unknown");
-	}
-}

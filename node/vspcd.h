@@ -1075,8 +1075,19 @@ enum metrics_hist_id {
 	METRICS_HIST_MAX
 };
 void		 metrics_init(void);
-void		 metrics_observe(enum metrics_hist_id, uint64_t);
 void		 metrics_write(struct evbuffer *);
+
+/* metrics-hist.c: the histograms themselves. */
+struct metrics_hist {
+	const char	*name;
+	const char	*help;
+	uint64_t	 bucket[METRICS_BUCKETS];	/* Not cumulative. */
+	uint64_t	 count;
+	uint64_t	 sum_us;
+};
+extern const uint64_t	 metrics_bounds[METRICS_BUCKETS];
+extern struct metrics_hist metrics_hists[METRICS_HIST_MAX];
+void		 metrics_observe(enum metrics_hist_id, uint64_t);
 
 /*
  * http.c: the HTTP listener ([http] listen) serving /metrics and

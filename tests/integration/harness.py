@@ -67,6 +67,25 @@ def wait_for(pred, timeout=10.0, what="condition"):
                          (timeout, what))
 
 
+
+def read_to_close(sock, timeout=5.0):
+    """Everything the server sends on sock until it closes (sock is closed
+    afterwards); fails if it is not closed within timeout."""
+    sock.settimeout(timeout)
+    out = b""
+    try:
+        while True:
+            d = sock.recv(4096)
+            if not d:
+                return out
+            out += d
+    except socket.timeout:
+        raise AssertionError("connection not closed; got %r" % out)
+    except OSError:
+        return out
+    finally:
+        sock.close()
+
 class Node:
     """One vspcd process with its own ports, config and directories."""
 
@@ -321,11 +340,15 @@ def telnet_strip(data, state):
     buf = state.get("pending", b"") + data
     i = 0
     while i < len(buf):
-        b = buf[i]
-        if b != IAC:
-            out.append(b)
-            i += 1
-            continue
+        # Plain runs are copied whole: people read megabytes.
+        k = buf.find(IAC, i)
+        if k < 0:
+            out += buf[i:]
+            i = len(buf)
+            break
+        if k > i:
+            out += buf[i:k]
+            i = k
         if i + 1 >= len(buf):
             break
         c = buf[i + 1]
@@ -389,19 +412,25 @@ class Console:
         """Read until the bytes what (or regex if compiled) appear; return
         everything up to and including it, consumed from the buffer."""
         end = time.monotonic() + timeout
+        # Only what came since the last look is searched again (with an
+        # overlap longer than any marker looked for): a search of the
+        # whole buffer at every read is quadratic, and people who read
+        # megabytes before their marker timed out on a loaded machine.
+        start = 0
         while True:
             if isinstance(what, bytes):
-                k = self.buf.find(what)
+                k = self.buf.find(what, start)
                 if k >= 0:
                     out = bytes(self.buf[:k + len(what)])
                     del self.buf[:k + len(what)]
                     return out
             else:
-                m = what.search(self.buf)
+                m = what.search(self.buf, start)
                 if m:
                     out = bytes(self.buf[:m.end()])
                     del self.buf[:m.end()]
                     return out
+            start = max(0, len(self.buf) - 4096)
             left = end - time.monotonic()
             if left <= 0 or self.closed:
                 raise AssertionError("console: %r not seen in %.1fs; got %r"

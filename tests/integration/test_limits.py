@@ -70,22 +70,7 @@ def refused_total(node):
         re.M))
 
 
-def read_to_close(sock, timeout=5.0):
-    """Everything the server sends until it closes."""
-    sock.settimeout(timeout)
-    out = b""
-    try:
-        while True:
-            d = sock.recv(4096)
-            if not d:
-                return out
-            out += d
-    except socket.timeout:
-        raise AssertionError("connection not closed; got %r" % out)
-    except OSError:
-        return out
-    finally:
-        sock.close()
+read_to_close = harness.read_to_close
 
 
 class LimitNodeTest(harness.NodeTest):
