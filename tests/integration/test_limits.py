@@ -87,8 +87,15 @@ class LimitNodeTest(harness.NodeTest):
         self.consoles = []
         self.vspc = []
         # The harness saw the node ready by connecting to each port; those
-        # connections hold slots until the node has seen them close.
-        wait_for(self.probes_gone, 10, "the readiness probes to be gone")
+        # connections hold slots until the node has seen them close.  A
+        # setUp that fails gets no tearDown: the node is stopped here.
+        try:
+            wait_for(self.probes_gone, 10, "the readiness probes to be "
+                     "gone")
+        except BaseException:
+            self.node.stop()
+            self.node.cleanup()
+            raise
 
     def probes_gone(self):
         # The HTTP listener may open after the ports the harness probes.
