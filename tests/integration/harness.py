@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 TOP_SRCDIR = os.environ.get("TOP_SRCDIR", os.path.join(
     os.path.dirname(__file__), "..", ".."))
@@ -66,6 +67,20 @@ def wait_for(pred, timeout=10.0, what="condition"):
     raise AssertionError("timed out after %.1fs waiting for %s" %
                          (timeout, what))
 
+
+
+def metrics(node):
+    """The node's /metrics (it needs node.http_port)."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" %
+                                node.http_port, timeout=5) as r:
+        return r.read().decode()
+
+
+def refused_count(node, listener, reason):
+    m = re.search(r'^vspcd_connections_refused_total\{listener="%s",'
+                  r'reason="%s"\} (\d+)$' % (listener, reason),
+                  metrics(node), re.M)
+    return int(m.group(1)) if m else 0
 
 
 def read_to_close(sock, timeout=5.0):

@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -82,17 +81,8 @@ def crypt_hash(password):
                           text=True).stdout.strip()
 
 
-def metrics(node):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" %
-                                node.http_port, timeout=5) as r:
-        return r.read().decode()
-
-
-def refused_count(node, listener, reason):
-    m = re.search(r'^vspcd_connections_refused_total\{listener="%s",'
-                  r'reason="%s"\} (\d+)$' % (listener, reason),
-                  metrics(node), re.M)
-    return int(m.group(1)) if m else 0
+metrics = harness.metrics
+refused_count = harness.refused_count
 
 
 # A refused connection is closed after at most an error line.
