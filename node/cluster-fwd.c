@@ -526,8 +526,12 @@ cluster_attach_reply(struct peer *p, const Vspc__AttachReply *ar)
 			 * the store or the next owner, as after a loss; the
 			 * person is not to blame.
 			 */
-			log_info("console %s: node %s does not have it; "
-			    "waiting for its owner", f->key, f->node);
+			if (!f->lost)
+				log_info("console %s: node %s does not have "
+				    "it; waiting for its owner", f->key,
+				    f->node);
+			/* Once, not at every retry; told when it is back. */
+			f->lost = 1;
 			cluster_fwd_wait(f, NULL);
 			cluster_refresh(f->key);
 			return;

@@ -282,6 +282,23 @@ cluster_reclaimed(enum store_status st, uint64_t epoch, void *arg)
 	}
 }
 
+/* One console's claim again, if it waits for one. */
+static void
+cluster_claim_again(struct console *con)
+{
+	if ((con->flags & (CONSOLE_UNCLAIMED|CONSOLE_CLAIMING|
+	    CONSOLE_REMOTE)) != CONSOLE_UNCLAIMED)
+		return;
+	if (con->vm == NULL) {
+		/* Nothing to own any more. */
+		con->flags &= ~CONSOLE_UNCLAIMED;
+		return;
+	}
+	con->flags |= CONSOLE_CLAIMING;
+	store_console_claim(server_store, con->key, cluster_self(),
+	    con->claim_known, cluster_reclaimed, xstrdup(con->key));
+}
+
 static void
 cluster_claim_pending(void)
 {
@@ -289,19 +306,8 @@ cluster_claim_pending(void)
 
 	if (!server_store->connected)
 		return;
-	TAILQ_FOREACH(con, &all_consoles, gentry) {
-		if ((con->flags & (CONSOLE_UNCLAIMED|CONSOLE_CLAIMING|
-		    CONSOLE_REMOTE)) != CONSOLE_UNCLAIMED)
-			continue;
-		if (con->vm == NULL) {
-			/* Nothing to own any more. */
-			con->flags &= ~CONSOLE_UNCLAIMED;
-			continue;
-		}
-		con->flags |= CONSOLE_CLAIMING;
-		store_console_claim(server_store, con->key, cluster_self(),
-		    con->claim_known, cluster_reclaimed, xstrdup(con->key));
-	}
+	TAILQ_FOREACH(con, &all_consoles, gentry)
+		cluster_claim_again(con);
 }
 
 /* Stop reading data for a remote console: only a record remains. */
@@ -681,11 +687,13 @@ cluster_heartbeat(evutil_socket_t fd, short events, void *arg)
 			n.clients += con->nclients;
 			if (con->vmotion.state != VMOTION_NONE)
 				n.vmotions++;
+			/* Claims the store missed, in the same pass. */
+			if (server_store->connected)
+				cluster_claim_again(con);
 		}
 	}
 	n.consoles = consoles;
 	n.peers = peer_link_count();
-	cluster_claim_pending();
 	store_node_update(server_store, &n);
 }
 
