@@ -425,7 +425,16 @@ class HAProxy:
                 socket.create_connection(("127.0.0.1", port), 0.5).close()
             except OSError:
                 return False
-        return os.path.exists(self.stats_path)
+        # The socket's file is there once haproxy has bound it, before it
+        # listens: only a connection that succeeds says it is ready.
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(self.stats_path)
+        except OSError:
+            return False
+        finally:
+            s.close()
+        return True
 
     def stop(self):
         rc = _reap(self.proc)
