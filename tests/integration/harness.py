@@ -159,6 +159,18 @@ class Node:
                 socket.create_connection(("127.0.0.1", port), 0.5).close()
             except OSError:
                 return False
+        # The HTTP, TLS and control listeners start after these, the
+        # control socket last: once it answers, every listener does.
+        path = self.extra.get("control.socket", self.ctl_socket())
+        if path:
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.settimeout(0.5)
+                s.connect(path)
+            except OSError:
+                return False
+            finally:
+                s.close()
         return True
 
     def listing(self):
