@@ -92,6 +92,7 @@ struct tls_conn {
 	int			 enc_eof;
 	int			 plain_eof;
 	int			 enc_ending;	/* TLS side ended; see end. */
+	int			 plain_closing;	/* FIN sent; see finish. */
 	struct event		*end;		/* Finishes the TLS side's end. */
 	int			 counted;	/* The end was logged, counted. */
 	u_int			 cause;		/* enum tls_close, once counted. */
@@ -116,6 +117,7 @@ static const char *tls_close_names[TLS_CLOSE_MAX] = {
 };
 
 static void	tls_conn_free(struct tls_conn *);
+static void	tls_plain_finish(struct tls_conn *);
 static void	tls_enc_event(struct bufferevent *, short, void *);
 
 static void
@@ -401,6 +403,12 @@ tls_plain_read(struct bufferevent *bev, void *arg)
 {
 	struct tls_conn	*tc = arg;
 
+	if (tc->plain_closing) {
+		/* Nobody to give it to: the TLS side has ended. */
+		evbuffer_drain(bufferevent_get_input(bev),
+		    evbuffer_get_length(bufferevent_get_input(bev)));
+		return;
+	}
 	tls_stats.bytes_out += evbuffer_get_length(bufferevent_get_input(bev));
 	tls_relay(tc, bev, tc->enc);
 }
@@ -414,7 +422,11 @@ tls_write_done(struct tls_conn *tc, struct bufferevent *bev,
     struct bufferevent *other, int other_eof)
 {
 	if (other_eof) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+			return;
+		if (bev == tc->plain && !tc->plain_eof)
+			tls_plain_finish(tc);
+		else
 			tls_conn_free(tc);
 		return;
 	}
@@ -452,9 +464,15 @@ tls_side_ended(struct tls_conn *tc, struct bufferevent *bev,
 	log_debug("tls %u (%s): %s side %s", tc->id, tc->addr,
 	    bev == tc->enc ? "TLS" : "plain", why);
 	bufferevent_disable(bev, EV_READ|EV_WRITE);
-	if (other == NULL || (tc->enc_eof && tc->plain_eof) ||
-	    evbuffer_get_length(bufferevent_get_output(other)) == 0) {
+	if (other == NULL || (tc->enc_eof && tc->plain_eof)) {
 		tls_conn_free(tc);
+		return;
+	}
+	if (evbuffer_get_length(bufferevent_get_output(other)) == 0) {
+		if (other == tc->plain)
+			tls_plain_finish(tc);
+		else
+			tls_conn_free(tc);
 		return;
 	}
 	bufferevent_setwatermark(other, EV_WRITE, 0, 0);
@@ -465,6 +483,29 @@ tls_side_ended(struct tls_conn *tc, struct bufferevent *bev,
 	evtimer_add(tc->end, &tv);
 }
 
+/*
+ * The TLS side ended and the node has every byte it sent: end the plain
+ * side with a FIN, and drop what the node still sends until it closes its
+ * end.  Closing at once would leave the node's last output unread, which
+ * the node sees as a reset, not an end: its cause would depend on timing.
+ * The end timer bounds the wait.
+ */
+static void
+tls_plain_finish(struct tls_conn *tc)
+{
+	struct timeval	tv = { TLS_LINGER, 0 };
+
+	if (shutdown(bufferevent_getfd(tc->plain), SHUT_WR) == -1) {
+		tls_conn_free(tc);
+		return;
+	}
+	tc->plain_closing = 1;
+	tls_plain_read(tc->plain, tc);
+	bufferevent_setwatermark(tc->plain, EV_READ, 0, 0);
+	bufferevent_enable(tc->plain, EV_READ);
+	evtimer_add(tc->end, &tv);
+}
+
 static void
 tls_plain_event(struct bufferevent *bev, short what, void *arg)
 {
@@ -472,6 +513,11 @@ tls_plain_event(struct bufferevent *bev, short what, void *arg)
 
 	if (!(what & (BEV_EVENT_EOF|BEV_EVENT_ERROR)))
 		return;
+	if (tc->plain_closing) {
+		/* The node closed its end after ours. */
+		tls_conn_free(tc);
+		return;
+	}
 	if (!tc->enc_ending)
 		tls_ended(tc, TLS_CLOSE_LOCAL, "closed by the node");
 	tls_side_ended(tc, bev, tc->enc,
@@ -538,6 +584,12 @@ tls_enc_end_cb(evutil_socket_t fd, short events, void *arg)
 
 	(void)fd;
 	(void)events;
+	if (tc->plain_closing) {
+		log_debug("tls %u (%s): the node did not close its end after "
+		    "%d seconds; closing", tc->id, tc->addr, TLS_LINGER);
+		tls_conn_free(tc);
+		return;
+	}
 	if (!tc->enc_ending || tc->enc_eof) {
 		log_debug("tls %u (%s): %zu bytes not taken after %d seconds; "
 		    "closing", tc->id, tc->addr, evbuffer_get_length(
