@@ -368,8 +368,10 @@ class TlsReconnectTest(TlsCloseTest):
     def typist(self, p, stop, sent):
         n = 0
         while not stop.is_set():
-            p.send(b"k%06d." % n)
+            # Counted before it is sent: a keystroke already on its way
+            # when the test reads len(sent) must not count as typed after.
             sent.append(n)
+            p.send(b"k%06d." % n)
             n += 1
             time.sleep(0.003)
 
