@@ -36,7 +36,6 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -159,6 +158,7 @@ class TlsCloseTest(harness.NodeTest):
                             "thread_local_quarantine_size_kb=0") if x)
         try:
             self.node = harness.Node(extra=extra).start()
+            self.node.http_port = self.http_port
         finally:
             if saved is None:
                 os.environ.pop("ASAN_OPTIONS", None)
@@ -174,9 +174,7 @@ class TlsCloseTest(harness.NodeTest):
     # What the node says.
 
     def metrics(self):
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" %
-                                    self.http_port, timeout=5) as r:
-            return r.read().decode()
+        return harness.metrics(self.node)
 
     def closes(self, listener, kind):
         m = re.search(r'^vspcd_tls_closes_total\{listener="%s",kind="%s"\} '
